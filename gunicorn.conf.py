@@ -1,0 +1,58 @@
+"""gunicorn settings for long-lived SSE streams on gevent workers.
+
+No application code is imported here: the gevent worker must patch the standard library
+before peewee and the app are imported (PITFALLS 1), so ``preload_app`` stays off.
+"""
+
+import os
+
+bind = os.environ.get("QREVENTS_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+worker_class = "gevent"
+# Every open stream holds one of these; leave room for API calls beside them.
+worker_connections = int(os.environ.get("QREVENTS_WORKER_CONNECTIONS", "10000"))
+preload_app = False
+# A liveness check of the event loop, not a request limit (streams never finish).
+timeout = 30
+# Streams are told to close on shutdown; this only bounds a stuck one.
+graceful_timeout = 10
+keepalive = 5
+# The query string may hold a credential: log the path only (%(U)s), never %(r)s or %(q)s.
+accesslog = "-"
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"
+# Several servers may run side by side (tests, hosts); none needs the control socket.
+control_socket_disable = True
+loglevel = os.environ.get("QREVENTS_LOG_LEVEL", "info")
+
+
+def on_starting(server):
+    """Several workers share events only through Redis: refuse to start without it."""
+    if server.cfg.workers > 1 and not os.environ.get("QREVENTS_REDIS_URL"):
+        raise SystemExit(
+            f"qrevents: {server.cfg.workers} workers need QREVENTS_REDIS_URL "
+            "(events raised in one worker must reach streams in every other); "
+            "set it, or run one worker (WEB_CONCURRENCY=1)"
+        )
+
+
+def post_worker_init(worker):
+    """Start delivery, and end every stream with ``server_shutdown`` when the worker stops."""
+    import gevent
+
+    delivery = worker.wsgi.extensions["qrevents"]
+    delivery.start()
+
+    def end_streams_on_stop():
+        while worker.alive:
+            gevent.sleep(0.1)
+        delivery.shutdown()
+
+    gevent.spawn(end_streams_on_stop)
+
+
+def worker_int(worker):
+    """Quick stop (SIGINT/SIGQUIT): still tell the streams why they end."""
+    delivery = getattr(worker.wsgi, "extensions", {}).get("qrevents")
+    if delivery is not None:
+        delivery.shutdown()

@@ -1,0 +1,31 @@
+"""Peewee models and the database binding (no business rules here)."""
+
+from .db import bind_database, database, supports_row_locks
+from .tables import (
+    TABLES,
+    Account,
+    ApiKey,
+    Event,
+    Movement,
+    Payment,
+    Qr,
+    StreamTicket,
+    User,
+    create_tables,
+)
+
+__all__ = [
+    "TABLES",
+    "Account",
+    "ApiKey",
+    "Event",
+    "Movement",
+    "Payment",
+    "Qr",
+    "StreamTicket",
+    "User",
+    "bind_database",
+    "create_tables",
+    "database",
+    "supports_row_locks",
+]

@@ -1,0 +1,102 @@
+"""qrevents: live account events for a QR payment backend, over Server-Sent Events.
+
+Data flow: route -> service (one transaction: change + event log) -> signal after commit
+-> broker -> hub (per-account channels) -> stream -> SSE frames.
+"""
+
+import json
+import os
+from datetime import timedelta
+from decimal import Decimal
+
+import peewee
+from flask import Flask, request
+from flask.json.provider import JSONProvider
+from flask_jwt_extended import JWTManager
+from gevent import monkey
+
+from models import bind_database, create_tables, database
+
+from .config import load_config
+from .delivery import Delivery
+from .errors import register_error_handlers
+from .routes import BLUEPRINTS
+from .routes.events import OWN_CONNECTION
+from .sse import dumps
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ExactJSONProvider(JSONProvider):
+    """JSON whose amounts are exact two-place numbers (``100.50``), never floats."""
+
+    def dumps(self, obj, **kwargs):
+        return dumps(obj)
+
+    def loads(self, s, **kwargs):
+        return json.loads(s, parse_float=Decimal)
+
+
+def create_app(test_config=None):
+    """Build the app: settings, database, delivery wiring, blueprints, CLI."""
+    instance_path = os.environ.get("QREVENTS_INSTANCE_PATH") or os.path.join(
+        os.getcwd(), "instance"
+    )
+    app = Flask(__name__, instance_path=os.path.abspath(instance_path))
+    settings = load_config(os.environ, app.instance_path)
+    settings.update(test_config or {})
+    app.config.update(
+        QREVENTS=settings,
+        JWT_SECRET_KEY=settings["JWT_SECRET_KEY"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings["JWT_EXPIRES_SECONDS"]),
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+    )
+    app.json = ExactJSONProvider(app)
+    JWTManager(app)
+
+    serving_under_gevent = monkey.is_module_patched("threading")
+    if serving_under_gevent:
+        _require_greenlet_local_connections()
+    bind_database(settings["DATABASE_URL"])
+    with database.connection_context():
+        create_tables()
+
+    delivery = Delivery(app, settings)
+    app.extensions["qrevents"] = delivery
+    _register_connection_scope(app, delivery, start_delivery=serving_under_gevent)
+    register_error_handlers(app)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+
+    from .cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _require_greenlet_local_connections():
+    """Peewee imported before gevent patched threading would share one connection state
+    between all greenlets of a worker (PITFALLS 1): refuse to start instead."""
+    import gevent.local
+
+    if not issubclass(peewee._ConnectionLocal, gevent.local.local):
+        raise RuntimeError(
+            "peewee was imported before gevent monkey-patching: keep preload_app off and "
+            "import no app code in gunicorn.conf.py"
+        )
+
+
+def _register_connection_scope(app, delivery, *, start_delivery):
+    """One connection per request, except for routes that scope their own (the stream)."""
+
+    @app.before_request
+    def open_connection():
+        if start_delivery and not delivery.started:
+            delivery.start()
+        if request.endpoint and request.endpoint not in OWN_CONNECTION:
+            database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def close_connection(exc):
+        if not database.is_closed():
+            database.close()

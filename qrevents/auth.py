@@ -1,0 +1,204 @@
+"""Who is calling: API keys, JWTs, stream tickets and the admin key, from any accepted place.
+
+The kind of a credential is told by the credential itself (API keys start ``qrk_``, JWTs
+have three dot-separated parts), not by where it came. Every check is made at every
+request and every stream connection.
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from flask import current_app, request
+from flask_jwt_extended import decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
+from peewee import JOIN
+
+from models import Account, ApiKey, StreamTicket, User
+
+from .clock import utcnow
+from .errors import Forbidden, Unauthorized
+
+API_KEY_PREFIX = "qrk_"
+TICKET_PREFIX = "qrt_"
+TICKET_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated caller of one account."""
+
+    account_id: int
+    user_id: int | None
+    auth_type: str  # "apikey" | "jwt"
+    token_source: str  # "query" | "header"
+    api_key_id: int | None = None
+    expires_at: datetime | None = None  # naive UTC; the stream ends then
+
+
+def hash_secret(secret):
+    """Keys and tickets are 256-bit random, so a plain SHA-256 is a safe lookup hash."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_api_key():
+    """``(key, prefix, hash)``: the key is shown once; only the hash is stored."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, key[:12], hash_secret(key)
+
+
+def _credential():
+    """``(credential, source)`` from the header or query string, or ``(None, None)``."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer " and header[7:].strip():
+        return header[7:].strip(), "header"
+    if request.headers.get("X-API-Key"):
+        return request.headers["X-API-Key"].strip(), "header"
+    for name in ("api-key", "token"):
+        if request.args.get(name):
+            return request.args[name], "query"
+    return None, None
+
+
+def authenticate(*, allow_ticket=False):
+    """The identity behind the request's credential; ``Unauthorized`` with a code otherwise."""
+    if allow_ticket and request.args.get("ticket"):
+        return redeem_ticket(request.args["ticket"])
+    credential, source = _credential()
+    if not credential:
+        raise Unauthorized("Credentials are required", code="missing_credentials")
+    if credential.startswith(API_KEY_PREFIX):
+        return _api_key_identity(credential, source)
+    if credential.count(".") == 2:
+        return _jwt_identity(credential, source)
+    raise Unauthorized()
+
+
+def is_admin():
+    """Whether the request carries the deployment's admin key as a Bearer token."""
+    credential, source = _credential()
+    admin_key = current_app.config["QREVENTS"]["ADMIN_API_KEY"]
+    return (
+        source == "header"
+        and credential is not None
+        and hmac.compare_digest(credential.encode(), admin_key.encode())
+    )
+
+
+def require_admin():
+    if not is_admin():
+        credential, _ = _credential()
+        if credential is None:
+            raise Unauthorized("Credentials are required", code="missing_credentials")
+        raise Unauthorized("The admin key is required for this route")
+
+
+def _api_key_identity(key, source):
+    row = (
+        ApiKey.select(ApiKey, Account, User)
+        .join(Account)
+        .switch(ApiKey)
+        .join(User, join_type=JOIN.LEFT_OUTER)
+        .where(ApiKey.key_hash == hash_secret(key))
+        .first()
+    )
+    if row is None or not row.account.active or (row.user_id and not row.user.active):
+        raise Unauthorized()
+    if row.revoked_at is not None:
+        raise Unauthorized("This API key was revoked", code="key_revoked")
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        raise Unauthorized("This API key has expired", code="token_expired")
+    return Identity(
+        account_id=row.account_id,
+        user_id=row.user_id,
+        auth_type="apikey",
+        token_source=source,
+        api_key_id=row.id,
+        expires_at=row.expires_at,
+    )
+
+
+def _jwt_identity(token, source):
+    try:
+        claims = decode_token(token)
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("The token has expired", code="token_expired") from None
+    except (jwt.PyJWTError, JWTExtendedException, ValueError, TypeError):
+        raise Unauthorized() from None
+    if claims.get("type") != "access" or not str(claims.get("sub", "")).isdigit():
+        raise Unauthorized()
+    user = User.select(User, Account).join(Account).where(User.id == int(claims["sub"])).first()
+    if user is None or not user.active or not user.account.active:
+        raise Unauthorized()
+    if claims.get("acc") != user.account_id:
+        raise Unauthorized()
+    expires = datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None)
+    return Identity(
+        account_id=user.account_id,
+        user_id=user.id,
+        auth_type="jwt",
+        token_source=source,
+        expires_at=expires,
+    )
+
+
+def issue_ticket(identity):
+    """A single-use stream ticket, valid 60 s, standing for ``identity``."""
+    ticket = TICKET_PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    StreamTicket.create(
+        ticket_hash=hash_secret(ticket),
+        account=identity.account_id,
+        user=identity.user_id,
+        api_key=identity.api_key_id,
+        auth_type=identity.auth_type,
+        token_source=identity.token_source,
+        credential_expires_at=identity.expires_at,
+        expires_at=now + timedelta(seconds=TICKET_SECONDS),
+    )
+    return ticket, TICKET_SECONDS
+
+
+def redeem_ticket(ticket):
+    """The identity a ticket stands for; the ticket is spent even if the check then fails."""
+    digest = hash_secret(ticket)
+    now = utcnow()
+    spent = (
+        StreamTicket.update(used_at=now)
+        .where(
+            (StreamTicket.ticket_hash == digest)
+            & StreamTicket.used_at.is_null()
+            & (StreamTicket.expires_at > now)
+        )
+        .execute()
+    )
+    if spent != 1:
+        raise Unauthorized("The ticket is unknown, used or expired")
+    row = StreamTicket.get(StreamTicket.ticket_hash == digest)
+    account = Account.get_by_id(row.account_id)
+    user = User.get_or_none(User.id == row.user_id) if row.user_id else None
+    if not account.active or (user is not None and not user.active):
+        raise Unauthorized()
+    if row.api_key_id is not None:
+        key = ApiKey.get_or_none(ApiKey.id == row.api_key_id)
+        if key is None or key.revoked_at is not None:
+            raise Unauthorized("This API key was revoked", code="key_revoked")
+    if row.credential_expires_at is not None and row.credential_expires_at <= now:
+        raise Unauthorized("The token has expired", code="token_expired")
+    return Identity(
+        account_id=row.account_id,
+        user_id=row.user_id,
+        auth_type=row.auth_type,
+        token_source=row.token_source,
+        api_key_id=row.api_key_id,
+        expires_at=row.credential_expires_at,
+    )
+
+
+def forbid_unless_user(identity):
+    """Routes that act for a person (API keys management) need a user behind the credential."""
+    if identity.user_id is None:
+        raise Forbidden("This credential has no user; use a user's JWT or key")

@@ -1,0 +1,76 @@
+"""Configuration, read once from ``QREVENTS_*`` environment variables by the app factory."""
+
+import os
+import secrets
+from pathlib import Path
+
+DEFAULTS = {
+    "DATABASE_URL": None,  # None: a SQLite file in the instance folder
+    "REDIS_URL": None,  # None: the in-process hub
+    "JWT_SECRET_KEY": None,
+    "ADMIN_API_KEY": None,
+    "BANK_WEBHOOK_SECRET": None,
+    "HEARTBEAT_SECONDS": 30.0,
+    "RETRY_MS": 5000,
+    "STREAM_QUEUE_SIZE": 1000,
+    "MAX_STREAMS_PER_ACCOUNT": 100,
+    "EVENT_RETENTION_DAYS": 7,
+    "JWT_EXPIRES_SECONDS": 3600,
+    "EXPIRY_SWEEP_SECONDS": 5.0,
+    "RECONCILE_SECONDS": 1.0,
+    "BIND": "127.0.0.1:8000",
+    "ENV": "development",
+}
+
+SECRETS = ("JWT_SECRET_KEY", "ADMIN_API_KEY", "BANK_WEBHOOK_SECRET")
+
+
+class ConfigError(RuntimeError):
+    """The deployment is misconfigured; the message says what to set."""
+
+
+def _coerce(default, raw):
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def load_config(environ, instance_path):
+    """Return the ``QREVENTS_*`` settings as a dict keyed without the prefix.
+
+    Outside production a missing secret is generated once and kept in the instance folder
+    (the demo needs no set-up); in production it is a start-up error.
+    """
+    config = {}
+    for name, default in DEFAULTS.items():
+        raw = environ.get(f"QREVENTS_{name}")
+        config[name] = default if raw in (None, "") else _coerce(default, raw)
+    if config["DATABASE_URL"] is None:
+        config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'qrevents.db'}"
+    missing = [name for name in SECRETS if not config[name]]
+    if missing and config["ENV"] == "production":
+        names = ", ".join(f"QREVENTS_{name}" for name in missing)
+        raise ConfigError(f"production start refused: set {names}")
+    for name in missing:
+        config[name] = _instance_secret(instance_path, name)
+    return config
+
+
+def _instance_secret(instance_path, name):
+    """A development secret kept in ``instance/`` so it survives restarts."""
+    path = Path(instance_path) / f"{name.lower()}.secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = "qra_" if name == "ADMIN_API_KEY" else ""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(prefix + secrets.token_urlsafe(32))
+    return path.read_text().strip()

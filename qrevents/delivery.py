@@ -1,0 +1,91 @@
+"""Wiring of the delivery side: signals -> broker -> hub, plus the periodic tasks.
+
+Built once per app by the factory and kept in ``app.extensions["qrevents"]``.
+"""
+
+import logging
+
+import gevent
+
+from models import database
+
+from .broker import LocalBroker
+from .hub import AccountHub
+from .services.eventlog import current_seqs, frames_between
+from .services.qrs import expire_overdue
+from .signals import api_key_revoked, events_committed
+
+log = logging.getLogger(__name__)
+
+
+def _load_seqs(account_ids):
+    with database.connection_context():
+        return current_seqs(account_ids)
+
+
+def _load_events(account_id, after_seq, upto_seq):
+    with database.connection_context():
+        return frames_between(account_id, after_seq, upto_seq)
+
+
+class Delivery:
+    """The hub and broker of one app, and the greenlets that keep them honest."""
+
+    def __init__(self, app, settings):
+        self.app = app
+        self.settings = settings
+        self.hub = AccountHub(
+            load_seqs=_load_seqs,
+            load_events=_load_events,
+            queue_size=settings["STREAM_QUEUE_SIZE"],
+        )
+        self.broker = self._make_broker(settings)
+        events_committed.connect(self._on_events_committed, sender=app, weak=False)
+        api_key_revoked.connect(self._on_api_key_revoked, sender=app, weak=False)
+        self._tasks = []
+
+    def _make_broker(self, settings):
+        if settings["REDIS_URL"]:
+            from .redis_broker import RedisBroker
+
+            return RedisBroker(self.hub, settings["REDIS_URL"])
+        return LocalBroker(self.hub)
+
+    def _on_events_committed(self, sender, account_id, events):
+        self.broker.publish(account_id, events)
+
+    def _on_api_key_revoked(self, sender, api_key_id):
+        self.broker.revoke(api_key_id)
+
+    @property
+    def started(self):
+        return bool(self._tasks)
+
+    def start(self):
+        """Start the broker listener and periodic tasks (once, in a serving worker)."""
+        if self._tasks:
+            return
+        self.broker.start()
+        self._tasks = [
+            gevent.spawn(self._every, self.settings["RECONCILE_SECONDS"], self.hub.reconcile),
+            gevent.spawn(self._every, self.settings["EXPIRY_SWEEP_SECONDS"], self._sweep),
+        ]
+
+    def _sweep(self):
+        with database.connection_context():
+            expire_overdue()
+
+    def _every(self, seconds, task):
+        while True:
+            gevent.sleep(seconds)
+            try:
+                with self.app.app_context():
+                    task()
+            except Exception:
+                log.exception("periodic task %s failed", task.__name__)
+
+    def shutdown(self):
+        """Graceful stop: streams say ``server_shutdown`` and end; clients resume elsewhere."""
+        for task in self._tasks:
+            task.kill(block=False)
+        self.hub.shutdown()

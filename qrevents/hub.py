@@ -1,0 +1,222 @@
+"""AccountHub: this worker's open streams, grouped by account, fed in sequence order.
+
+Events reach the hub from a broker (in-process, or Redis) after their transaction commits,
+possibly late, twice, or out of order. Each account channel keeps the last sequence number it
+handed out and delivers strictly the next one; a gap is filled from the event log. So every
+stream of an account sees that account's events once, in order, whatever the broker did.
+
+Delivery appends an already-encoded frame to each subscription's bounded list and wakes its
+stream: no database, JSON or auth work per delivery.
+"""
+
+import logging
+
+import gevent
+from gevent.event import Event as Signal
+
+log = logging.getLogger(__name__)
+
+
+class Subscription:
+    """One open stream: its pending frames, and why it must close, if it must."""
+
+    __slots__ = (
+        "account_id",
+        "api_key_id",
+        "start_seq",
+        "frames",
+        "limit",
+        "wakeup",
+        "closing",
+    )
+
+    def __init__(self, account_id, api_key_id, limit):
+        self.account_id = account_id
+        self.api_key_id = api_key_id
+        self.start_seq = None  # live events start after this sequence number
+        self.frames = []
+        self.limit = limit
+        self.wakeup = Signal()
+        self.closing = None
+
+    def push(self, frame):
+        """Queue a frame without ever blocking the sender; overflow ends this stream."""
+        if self.closing:
+            return
+        if len(self.frames) >= self.limit:
+            # The client resumes from its Last-Event-ID; the log has what is dropped here.
+            self.frames = []
+            self.close("slow_consumer")
+            return
+        self.frames.append(frame)
+        self.wakeup.set()
+
+    def take(self):
+        """Every pending frame, oldest first; re-arms the wake-up."""
+        frames, self.frames = self.frames, []
+        self.wakeup.clear()
+        return frames
+
+    def close(self, reason):
+        if not self.closing:
+            self.closing = reason
+        self.wakeup.set()
+
+
+class AccountChannel:
+    """The streams of one account in this worker and where its sequence stands."""
+
+    __slots__ = ("account_id", "subscribers", "last_seq", "pending", "ready", "repairing")
+
+    def __init__(self, account_id):
+        self.account_id = account_id
+        self.subscribers = set()
+        self.last_seq = None  # None while the starting point is being read
+        self.pending = {}  # seq -> frame, received ahead of a gap
+        self.ready = Signal()
+        self.repairing = False
+
+
+class AccountHub:
+    """Per-account fan-out inside one worker.
+
+    ``load_seqs(account_ids) -> {id: seq}`` and ``load_events(account_id, after, upto)``
+    read the event log; the hub calls them only to start a channel and to fill gaps.
+    """
+
+    def __init__(self, *, load_seqs, load_events, queue_size):
+        self.load_seqs = load_seqs
+        self.load_events = load_events
+        self.queue_size = queue_size
+        self.channels = {}
+        self.closed = False
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def subscribe(self, account_id, api_key_id=None):
+        """A new subscription; its ``start_seq`` is the last event it will not get live."""
+        sub = Subscription(account_id, api_key_id, self.queue_size)
+        channel = self.channels.get(account_id)
+        if channel is None:
+            channel = self.channels[account_id] = AccountChannel(account_id)
+            self._start(channel)
+        else:
+            channel.ready.wait()
+            if channel.last_seq is None:  # its start failed; try once more as its owner
+                return self.subscribe(account_id, api_key_id)
+        sub.start_seq = channel.last_seq
+        channel.subscribers.add(sub)
+        return sub
+
+    def _start(self, channel):
+        try:
+            seq = self.load_seqs([channel.account_id]).get(channel.account_id, 0)
+        except Exception:
+            if self.channels.get(channel.account_id) is channel:
+                del self.channels[channel.account_id]
+            channel.ready.set()
+            raise
+        channel.last_seq = seq
+        channel.ready.set()
+        self._drain(channel)
+
+    def unsubscribe(self, sub):
+        channel = self.channels.get(sub.account_id)
+        if channel is None:
+            return
+        channel.subscribers.discard(sub)
+        if not channel.subscribers and channel.last_seq is not None:
+            del self.channels[sub.account_id]
+
+    def stream_counts(self):
+        """``{account_id: open streams}`` in this worker."""
+        return {
+            account_id: len(channel.subscribers)
+            for account_id, channel in self.channels.items()
+            if channel.subscribers
+        }
+
+    def count(self, account_id):
+        channel = self.channels.get(account_id)
+        return len(channel.subscribers) if channel else 0
+
+    def close_key_streams(self, api_key_id, reason="key_revoked"):
+        for channel in list(self.channels.values()):
+            for sub in channel.subscribers:
+                if sub.api_key_id == api_key_id:
+                    sub.close(reason)
+
+    def shutdown(self, reason="server_shutdown"):
+        """End every stream (they flush what they hold, then say why) and refuse new ones."""
+        self.closed = True
+        for channel in list(self.channels.values()):
+            for sub in channel.subscribers:
+                sub.close(reason)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def deliver(self, account_id, events):
+        """Committed events of an account, from the broker, in any order, maybe repeated."""
+        channel = self.channels.get(account_id)
+        if channel is None:
+            return
+        for event in events:
+            if channel.last_seq is None or event.seq > channel.last_seq:
+                channel.pending[event.seq] = event.frame
+        self._drain(channel)
+
+    def _drain(self, channel):
+        if channel.last_seq is None:
+            return
+        self._advance(channel)
+        if channel.pending:
+            self._repair(channel, max(channel.pending))
+
+    @staticmethod
+    def _advance(channel):
+        """Hand every contiguous pending frame to the subscribers, in sequence order."""
+        for seq in [seq for seq in channel.pending if seq <= channel.last_seq]:
+            del channel.pending[seq]
+        while channel.last_seq + 1 in channel.pending:
+            channel.last_seq += 1
+            frame = channel.pending.pop(channel.last_seq)
+            for sub in channel.subscribers:
+                sub.push(frame)
+
+    def _repair(self, channel, upto):
+        """Fill ``(last_seq, upto]`` from the log in a greenlet of its own (one per channel)."""
+        if channel.repairing:
+            return
+        channel.repairing = True
+        gevent.spawn(self._fill_gap, channel, upto)
+
+    def _fill_gap(self, channel, upto):
+        try:
+            while channel.last_seq < upto and self.channels.get(channel.account_id) is channel:
+                before = channel.last_seq
+                events = self.load_events(channel.account_id, before, upto)
+                for event in events:
+                    if event.seq > channel.last_seq:
+                        channel.pending.setdefault(event.seq, event.frame)
+                self._advance(channel)
+                if channel.last_seq == before:
+                    log.error(
+                        "event log of account %s lacks seq %s", channel.account_id, before + 1
+                    )
+                    break
+                if channel.pending:
+                    upto = max(upto, max(channel.pending))
+        except Exception:
+            log.exception("gap repair of account %s failed", channel.account_id)
+        finally:
+            channel.repairing = False
+
+    def reconcile(self):
+        """Catch up every channel with the log: events whose announcement never came."""
+        started = {a: c for a, c in self.channels.items() if c.last_seq is not None}
+        if not started:
+            return
+        for account_id, seq in self.load_seqs(list(started)).items():
+            channel = started[account_id]
+            if seq > channel.last_seq and self.channels.get(account_id) is channel:
+                self._repair(channel, seq)

@@ -1,0 +1,87 @@
+"""How rows look in the REST API's ``data``: camelCase, exact amounts, ISO times."""
+
+from .clock import iso
+from .money import from_cents
+
+
+def account_json(account):
+    return {
+        "id": account.id,
+        "name": account.name,
+        "currency": account.currency,
+        "balance": from_cents(account.balance_cents),
+        "availableBalance": from_cents(account.available_cents),
+    }
+
+
+def user_json(user):
+    return {"id": user.id, "email": user.email, "name": user.name, "accountId": user.account_id}
+
+
+def api_key_json(key, plaintext=None):
+    body = {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "createdAt": iso(key.created_at),
+        "expiresAt": iso(key.expires_at),
+        "revokedAt": iso(key.revoked_at),
+    }
+    if plaintext is not None:
+        body["key"] = plaintext
+    return body
+
+
+def qr_json(qr):
+    return {
+        "qrId": qr.qr_id,
+        "transactionId": qr.transaction_id,
+        "amount": from_cents(qr.amount_cents),
+        "currency": qr.currency,
+        "description": qr.description,
+        "dueDate": iso(qr.due_date),
+        "singleUse": qr.single_use,
+        "modifyAmount": qr.modify_amount,
+        "status": qr.status,
+        "createdAt": iso(qr.created_at),
+    }
+
+
+def payment_json(payment):
+    return {
+        "transactionId": payment.transaction_id,
+        "qrId": payment.qr.qr_id,
+        "amount": from_cents(payment.amount_cents),
+        "currency": payment.currency,
+        "senderName": payment.sender_name,
+        "senderDocumentId": payment.sender_document_id,
+        "senderAccount": payment.sender_account,
+        "senderBankCode": payment.sender_bank_code,
+        "description": payment.description,
+        "paymentDate": iso(payment.payment_date),
+        "paymentTime": payment.payment_time,
+        "review": payment.review,
+        "reviewReason": payment.review_reason,
+        "releasedAt": iso(payment.released_at),
+        "createdAt": iso(payment.created_at),
+    }
+
+
+def movement_json(movement):
+    return {
+        "seq": movement.seq,
+        "movementType": movement.movement_type,
+        "amount": from_cents(movement.amount_cents),
+        "balance": from_cents(movement.balance_after_cents),
+        "availableBalance": from_cents(movement.available_after_cents),
+        "description": movement.description,
+        "qrId": movement.qr_id,
+        "transactionId": movement.transaction_id,
+        "createdAt": iso(movement.created_at),
+    }
+
+
+def page_json(rows, present, limit, cursor_of):
+    """``{items, nextCursor}``; a full page means there may be more."""
+    next_cursor = str(cursor_of(rows[-1])) if len(rows) == limit else None
+    return {"items": [present(row) for row in rows], "nextCursor": next_cursor}

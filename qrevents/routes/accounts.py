@@ -1,0 +1,59 @@
+"""The caller's account, its ledger, and its API keys."""
+
+from flask import Blueprint
+
+from ..auth import authenticate, forbid_unless_user
+from ..envelope import success
+from ..resources import account_json, api_key_json, movement_json, page_json
+from ..services import accounts
+from ..services.ledger import list_movements
+from ..validation import Fields, json_object, page_args
+
+bp = Blueprint("accounts", __name__)
+
+
+@bp.get("/accounts/me")
+def me():
+    identity = authenticate()
+    return success("Cuenta obtenida", account_json(accounts.get_account(identity.account_id)))
+
+
+@bp.get("/accounts/me/movements")
+def movements():
+    identity = authenticate()
+    limit, cursor = page_args()
+    rows = list_movements(identity.account_id, limit=limit, cursor=cursor)
+    return success("Movimientos obtenidos", page_json(rows, movement_json, limit, lambda m: m.seq))
+
+
+@bp.post("/api-keys")
+def create_api_key():
+    identity = authenticate()
+    forbid_unless_user(identity)
+    fields = Fields(json_object())
+    name = fields.string("name", max_length=120)
+    expires_at = fields.moment("expiresAt", required=False)
+    fields.check()
+    key, plaintext = accounts.create_api_key(
+        identity.account_id, name, user_id=identity.user_id, expires_at=expires_at
+    )
+    return success(
+        "API key creada; guárdela, no se mostrará otra vez", api_key_json(key, plaintext), 201
+    )
+
+
+@bp.get("/api-keys")
+def list_api_keys():
+    identity = authenticate()
+    keys = accounts.list_api_keys(identity.account_id)
+    return success(
+        "API keys obtenidas", {"items": [api_key_json(k) for k in keys], "nextCursor": None}
+    )
+
+
+@bp.delete("/api-keys/<int:key_id>")
+def revoke_api_key(key_id):
+    identity = authenticate()
+    forbid_unless_user(identity)
+    key = accounts.revoke_api_key(identity.account_id, key_id)
+    return success("API key revocada", api_key_json(key))

@@ -1,0 +1,87 @@
+"""Bank callbacks: payments and QR status syncs, signed, idempotent."""
+
+from datetime import datetime, time
+
+from flask import Blueprint, current_app, request
+
+from .. import bank_signature
+from ..envelope import success
+from ..errors import Unauthorized
+from ..resources import payment_json, qr_json
+from ..services import payments, qrs
+from ..validation import Fields, json_object
+
+bp = Blueprint("bank", __name__)
+
+BANK_STATUSES = ("used", "completed", "expired", "cancelled")
+
+
+def require_bank():
+    """401 unless the request is signed (or carries the static secret); before any parsing."""
+    secret = current_app.config["QREVENTS"]["BANK_WEBHOOK_SECRET"]
+    if not bank_signature.verify(
+        secret,
+        request.get_data(cache=True),
+        request.headers.get("X-Bank-Signature"),
+        request.headers.get("Authorization"),
+    ):
+        raise Unauthorized("The bank signature is missing or wrong", code="invalid_signature")
+
+
+def parse_payment_notice(body):
+    """Flat, or wrapped as BANECO sends it (``{"payment": {...}}``)."""
+    if isinstance(body.get("payment"), dict):
+        body = body["payment"]
+    fields = Fields(body)
+    payment_date, payment_time = _payment_moment(fields, body.get("paymentDate"))
+    notice = payments.PaymentNotice(
+        qr_id=fields.safe_id("qrId"),
+        transaction_id=fields.safe_id("transactionId"),
+        amount_cents=fields.amount("amount"),
+        currency=fields.currency("currency"),
+        sender_name=fields.string("senderName", max_length=120),
+        sender_document_id=fields.string("senderDocumentId", max_length=40),
+        sender_account=fields.string("senderAccount", max_length=40),
+        sender_bank_code=fields.string("senderBankCode", max_length=40),
+        description=fields.string("description", max_length=140, required=False, default=""),
+        payment_date=payment_date,
+        payment_time=payment_time,
+    )
+    fields.check()
+    return notice
+
+
+def _payment_moment(fields, raw_date):
+    """``(UTC datetime, "HH:MM:SS")``: a bare date takes ``paymentTime`` (La Paz time) beside it;
+    a date-time gives its own time of day when ``paymentTime`` is absent."""
+    payment_time = fields.time_of_day("paymentTime")
+    if isinstance(raw_date, str) and len(raw_date) == 10:
+        at = time.fromisoformat(payment_time) if payment_time else time(0, 0)
+        return fields.moment("paymentDate", required=True, date_at=at), payment_time or "00:00:00"
+    payment_date = fields.moment("paymentDate", required=True)
+    if payment_date is not None and payment_time is None:
+        payment_time = datetime.fromisoformat(raw_date).strftime("%H:%M:%S")
+    return payment_date, payment_time
+
+
+@bp.post("/bank/payments")
+@bp.post("/hooks/baneco/notifyPayment")
+def notify_payment():
+    require_bank()
+    notice = parse_payment_notice(json_object())
+    payment, duplicate = payments.post_payment(notice)
+    if duplicate:
+        return success("Pago ya registrado", payment_json(payment), duplicate=True, responseCode=0)
+    return success("Pago registrado", payment_json(payment), duplicate=False, responseCode=0)
+
+
+@bp.post("/bank/qr-status")
+def sync_qr_status():
+    require_bank()
+    fields = Fields(json_object())
+    qr_id = fields.safe_id("qrId")
+    status = fields.choice("status", BANK_STATUSES)
+    fields.check()
+    qr, changed = qrs.sync_status(qr_id, status)
+    message = "Estado del QR actualizado" if changed else "El QR ya tenía ese estado"
+    return success(message, qr_json(qr), changed=changed, responseCode=0)

@@ -1,0 +1,28 @@
+"""``GET /health``: liveness, with the database and the broker actually reached."""
+
+from flask import Blueprint, current_app
+
+from models import database
+
+from ..envelope import failure, success
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health():
+    delivery = current_app.extensions["qrevents"]
+    checks = {"database": _database_ok(), "broker": delivery.broker.healthy()}
+    data = {name: "ok" if ok else "down" for name, ok in checks.items()}
+    if all(checks.values()):
+        return success("ok", data)
+    return failure("Some dependencies are down", "unavailable", 503, data=data)
+
+
+def _database_ok():
+    try:
+        with database.connection_context():
+            database.execute_sql("SELECT 1")
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,62 @@
+"""QRs of the caller's account: create, list, read, cancel."""
+
+from flask import Blueprint, request
+
+from ..auth import authenticate
+from ..envelope import success
+from ..errors import ValidationFailed
+from ..resources import page_json, qr_json
+from ..services import qrs
+from ..sse import SAFE_ID
+from ..validation import Fields, json_object, page_args
+
+bp = Blueprint("qr", __name__)
+
+
+@bp.post("/qr")
+def create_qr():
+    identity = authenticate()
+    fields = Fields(json_object())
+    req = qrs.QrRequest(
+        amount_cents=fields.amount("amount"),
+        currency=fields.currency("currency"),
+        description=fields.string("description", max_length=140),
+        due_date=fields.moment("dueDate", required=False),
+        single_use=fields.boolean("singleUse", default=True),
+        modify_amount=fields.boolean("modifyAmount", default=False),
+        transaction_id=fields.safe_id("transactionId", max_length=30, required=False),
+    )
+    fields.check()
+    qr, created = qrs.create_qr(identity.account_id, req)
+    if created:
+        return success("QR creado", qr_json(qr), 201)
+    return success("QR ya existente para este transactionId", qr_json(qr))
+
+
+@bp.get("/qr")
+def list_qrs():
+    identity = authenticate()
+    status = request.args.get("status")
+    if status is not None and status not in qrs.STATUSES:
+        raise ValidationFailed(fields={"status": f"must be one of {', '.join(qrs.STATUSES)}"})
+    limit, cursor = page_args()
+    rows = qrs.list_qrs(identity.account_id, status=status, limit=limit, cursor=cursor)
+    return success("QRs obtenidos", page_json(rows, qr_json, limit, lambda qr: qr.id))
+
+
+@bp.get("/qr/<qr_id>")
+def get_qr(qr_id):
+    identity = authenticate()
+    return success("QR obtenido", qr_json(qrs.get_qr(identity.account_id, _checked(qr_id))))
+
+
+@bp.post("/qr/<qr_id>/cancel")
+def cancel_qr(qr_id):
+    identity = authenticate()
+    return success("QR cancelado", qr_json(qrs.cancel_qr(identity.account_id, _checked(qr_id))))
+
+
+def _checked(qr_id):
+    if not SAFE_ID.match(qr_id):
+        raise ValidationFailed(fields={"qrId": "is not a QR id"})
+    return qr_id

@@ -1,0 +1,1 @@
+"""Business rules: each public function is one transaction (change + event log)."""

@@ -1,0 +1,92 @@
+"""Accounts, their users and API keys: bootstrap, login and revocation."""
+
+from flask import current_app
+from peewee import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from models import Account, ApiKey, User, database
+
+from ..auth import new_api_key
+from ..clock import utcnow
+from ..errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from ..offload import off_loop
+from ..signals import api_key_revoked
+
+# Checked when the email is unknown, so a miss costs what a hit costs.
+_DUMMY_HASH = generate_password_hash("timing-equaliser")
+
+
+def create_account(name, currency):
+    return Account.create(name=name, currency=currency, created_at=utcnow())
+
+
+def get_account(account_id):
+    account = Account.get_or_none(Account.id == account_id)
+    if account is None:
+        raise NotFound("No such account")
+    return account
+
+
+def create_user(account_id, email, password, name):
+    """A user of the account; the password is kept only as a scrypt hash."""
+    get_account(account_id)
+    password_hash = off_loop(generate_password_hash, password)
+    try:
+        with database.atomic():
+            return User.create(
+                account=account_id,
+                email=email.lower(),
+                password_hash=password_hash,
+                name=name,
+                created_at=utcnow(),
+            )
+    except IntegrityError:
+        raise Conflict("A user with this email exists", code="email_taken") from None
+
+
+def login(email, password):
+    """The user these credentials name; the same ``Unauthorized`` for every kind of miss."""
+    user = User.get_or_none(User.email == email.lower())
+    ok = off_loop(check_password_hash, user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not ok or not user.active or not user.account.active:
+        raise Unauthorized("Wrong email or password")
+    return user
+
+
+def create_api_key(account_id, name, *, user_id=None, expires_at=None):
+    """``(row, key)``: the key itself exists only in this return value."""
+    get_account(account_id)
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValidationFailed(fields={"expiresAt": "must lie in the future"})
+    if (
+        user_id is not None
+        and not User.select().where((User.id == user_id) & (User.account == account_id)).exists()
+    ):
+        raise NotFound("No such user in this account")
+    key, prefix, digest = new_api_key()
+    row = ApiKey.create(
+        account=account_id,
+        user=user_id,
+        name=name,
+        prefix=prefix,
+        key_hash=digest,
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    return row, key
+
+
+def list_api_keys(account_id):
+    return list(ApiKey.select().where(ApiKey.account == account_id).order_by(ApiKey.id.desc()))
+
+
+def revoke_api_key(account_id, key_id):
+    """Revoke a key of the account; its open streams end on every worker."""
+    key = ApiKey.get_or_none((ApiKey.id == key_id) & (ApiKey.account == account_id))
+    if key is None:
+        raise NotFound("No such API key")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        key.save()
+    api_key_revoked.send(current_app._get_current_object(), api_key_id=key.id)
+    return key

@@ -1,0 +1,117 @@
+"""The event log: durable events written in the transaction of the change they describe.
+
+``account_change`` is the one way to change an account's state: it takes the account's
+write lock, lets the caller record events (each gets the next per-account sequence
+number), commits, and only then announces the events. A rolled-back change announces
+nothing; the lock makes sequence order the commit order.
+"""
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+
+from models import Account, Event, database, supports_row_locks
+
+from .. import sse
+from ..clock import utcnow
+from ..signals import events_committed
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedEvent:
+    """What the delivery side needs of an event: its place in the account and its bytes."""
+
+    account_id: int
+    seq: int
+    frame: bytes
+
+
+class AccountChange:
+    """The account row under lock, and the events recorded in this transaction."""
+
+    def __init__(self, account):
+        self.account = account
+        self.events = []
+
+    def record(self, event):
+        """Append ``(type, id, data)`` from ``sse`` to the log with the next sequence number."""
+        event_type, event_id, data = event
+        self.account.event_seq += 1
+        data_json = sse.dumps(data)
+        Event.create(
+            account=self.account.id,
+            seq=self.account.event_seq,
+            event_type=event_type,
+            event_id=event_id,
+            data=data_json,
+            created_at=utcnow(),
+        )
+        frame = sse.encode_frame(event_type, data_json, event_id)
+        self.events.append(CommittedEvent(self.account.id, self.account.event_seq, frame))
+
+
+def lock_account(account_id):
+    """The account row, write-locked until commit (SQLite holds the lock since BEGIN)."""
+    query = Account.select().where(Account.id == account_id)
+    if supports_row_locks():
+        query = query.for_update()
+    return query.get()
+
+
+@contextmanager
+def account_change(account_id):
+    """One transaction on one account; its events are announced after it commits."""
+    with database.atomic():
+        change = AccountChange(lock_account(account_id))
+        yield change
+        change.account.save()
+    announce(change.events)
+
+
+def announce(events):
+    """Tell the hub (through the signal) about committed events; never fails the caller."""
+    if not events:
+        return
+    app = current_app._get_current_object()
+    try:
+        events_committed.send(app, account_id=events[0].account_id, events=events)
+    except Exception:
+        # The events are committed and in the log; the hub's reconciliation delivers them.
+        app.logger.exception("announcing events of account %s failed", events[0].account_id)
+
+
+def frames_between(account_id, after_seq, upto_seq, limit=500):
+    """Committed events with ``after_seq < seq <= upto_seq``, oldest first, at most ``limit``."""
+    rows = (
+        Event.select(Event.seq, Event.event_type, Event.event_id, Event.data)
+        .where((Event.account == account_id) & (Event.seq > after_seq) & (Event.seq <= upto_seq))
+        .order_by(Event.seq)
+        .limit(limit)
+        .tuples()
+    )
+    return [
+        CommittedEvent(account_id, seq, sse.encode_frame(event_type, data, event_id))
+        for seq, event_type, event_id, data in rows
+    ]
+
+
+def seq_of_event_id(account_id, event_id, retention_days):
+    """The sequence number of a client's Last-Event-ID, or None when unknown or too old."""
+    if not event_id or len(event_id) > 128:
+        return None
+    row = (
+        Event.select(Event.seq, Event.created_at)
+        .where((Event.account == account_id) & (Event.event_id == event_id))
+        .first()
+    )
+    if row is None or row.created_at < utcnow() - timedelta(days=retention_days):
+        return None
+    return row.seq
+
+
+def current_seqs(account_ids):
+    """The last committed sequence number of each account, as ``{account_id: seq}``."""
+    rows = Account.select(Account.id, Account.event_seq).where(Account.id.in_(list(account_ids)))
+    return {account_id: seq for account_id, seq in rows.tuples()}

@@ -1,0 +1,156 @@
+"""Bank payments: recorded exactly once, always credited, held for review when anomalous."""
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from peewee import IntegrityError
+
+from models import Payment, Qr
+
+from .. import sse
+from ..clock import iso, utcnow
+from ..errors import Conflict, NotFound, ValidationFailed
+from .eventlog import account_change
+from .ledger import post_movement
+from .qrs import set_status
+
+
+@dataclass(frozen=True)
+class PaymentNotice:
+    """The bank's notification of a payment, as validated at the edge."""
+
+    qr_id: str
+    transaction_id: str
+    amount_cents: int
+    currency: str
+    sender_name: str
+    sender_document_id: str
+    sender_account: str
+    sender_bank_code: str
+    description: str
+    payment_date: datetime
+    payment_time: str
+
+    def fingerprint(self):
+        """Same notification, same fingerprint: a bank retry, not a new payment."""
+        fields = asdict(self)
+        fields["payment_date"] = iso(self.payment_date)
+        return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
+
+
+def review_reason(qr, notice):
+    """Why a payment must wait for a person before its money is available, or None.
+
+    A payment is never refused for these: the bank has already moved the money.
+    """
+    if qr.status != "active":
+        return f"qr_{qr.status}"
+    if notice.payment_date > qr.due_date:
+        return "past_due_date"
+    if not qr.modify_amount and notice.amount_cents != qr.amount_cents:
+        return "amount_mismatch"
+    return None
+
+
+def post_payment(notice):
+    """``(payment, duplicate)``: record, credit, update the QR, log and announce, once."""
+    qr_row = Qr.get_or_none(Qr.qr_id == notice.qr_id)
+    if qr_row is None:
+        raise NotFound("No such QR")
+    try:
+        return _record_payment(qr_row, notice)
+    except IntegrityError:
+        # The same transactionId committed meanwhile through another account's lock.
+        existing = _earlier_notice(notice)
+        if existing is None:
+            raise
+        return existing, True
+
+
+def _earlier_notice(notice):
+    """The payment this notice repeats, or None; 409 when the id came with other data."""
+    existing = Payment.get_or_none(Payment.transaction_id == notice.transaction_id)
+    if existing is not None and existing.fingerprint != notice.fingerprint():
+        raise Conflict(
+            "This transactionId was notified with other data", code="transaction_id_reused"
+        )
+    return existing
+
+
+def _record_payment(qr_row, notice):
+    with account_change(qr_row.account_id) as change:
+        existing = _earlier_notice(notice)
+        if existing is not None:
+            return existing, True
+        qr = Qr.get_by_id(qr_row.id)
+        if notice.currency != qr.currency:
+            raise ValidationFailed(
+                fields={"currency": f"must be the QR's currency ({qr.currency})"}
+            )
+        reason = review_reason(qr, notice)
+        payment = Payment.create(
+            transaction_id=notice.transaction_id,
+            account=qr.account_id,
+            qr=qr.id,
+            amount_cents=notice.amount_cents,
+            currency=notice.currency,
+            sender_name=notice.sender_name,
+            sender_document_id=notice.sender_document_id,
+            sender_account=notice.sender_account,
+            sender_bank_code=notice.sender_bank_code,
+            description=notice.description,
+            payment_date=notice.payment_date,
+            payment_time=notice.payment_time,
+            review=reason is not None,
+            review_reason=reason,
+            fingerprint=notice.fingerprint(),
+            created_at=utcnow(),
+        )
+        used = qr.single_use and reason is None
+        previous_status = set_status(qr, "used") if used else qr.status
+        change.record(sse.qr_payment(payment, qr))
+        post_movement(
+            change,
+            "qr_payment_held" if reason else "qr_payment",
+            notice.amount_cents,
+            description="Pago QR retenido para revisión" if reason else "Pago QR recibido",
+            qr_id=qr.qr_id,
+            transaction_id=payment.transaction_id,
+        )
+        if used:
+            change.record(sse.qr_status_change(qr, previous_status, "payment"))
+    return payment, False
+
+
+def release_payment(account_id, transaction_id):
+    """A person accepts a held payment: its money becomes available."""
+    with account_change(account_id) as change:
+        payment = Payment.get_or_none(
+            (Payment.transaction_id == transaction_id) & (Payment.account == account_id)
+        )
+        if payment is None:
+            raise NotFound("No such payment")
+        if not payment.review:
+            raise Conflict("This payment is not held for review", code="not_held")
+        if payment.released_at is not None:
+            raise Conflict("This payment was released already", code="already_released")
+        payment.released_at = utcnow()
+        payment.save()
+        post_movement(
+            change,
+            "review_release",
+            payment.amount_cents,
+            description="Pago QR liberado tras revisión",
+            qr_id=payment.qr.qr_id,
+            transaction_id=payment.transaction_id,
+        )
+    return payment
+
+
+def list_payments(account_id, *, limit, cursor):
+    """Newest first; ``cursor`` is the last row id of the previous page."""
+    query = Payment.select(Payment, Qr).join(Qr).where(Payment.account == account_id)
+    if cursor:
+        query = query.where(Payment.id < cursor)
+    return list(query.order_by(Payment.id.desc()).limit(limit))

@@ -1,0 +1,145 @@
+"""The SSE wire format: event ids, payloads exactly as the seed shows them, frame encoding.
+
+The contract can be read in this one module. Payload builders take model rows and return
+the ``data`` object; ``encode_frame`` turns an event into the bytes written to a stream.
+Durable frames are encoded once, at commit, and shared by every subscriber and by replay.
+"""
+
+import re
+import secrets
+import string
+import time
+
+import simplejson
+
+from .clock import epoch_ms, iso, utcnow
+from .money import from_cents
+
+# Anything that reaches an ``id:`` line; a CR or LF there would inject SSE fields.
+SAFE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+
+DURABLE_TYPES = ("qr_created", "qr_payment", "qr_status_change", "account_balance_update")
+CLOSE_REASONS = ("token_expired", "key_revoked", "server_shutdown", "slow_consumer")
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def dumps(data):
+    """Compact JSON with exact two-place amounts (``Decimal`` written as a number)."""
+    return simplejson.dumps(data, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_frame(event_type, data_json, event_id=None):
+    """One SSE frame; ``data_json`` is already JSON (no raw newlines by construction)."""
+    head = f"id: {event_id}\nevent: {event_type}\n" if event_id else f"event: {event_type}\n"
+    return f"{head}data: {data_json}\n\n".encode()
+
+
+def retry_frame(retry_ms):
+    """The reconnection delay a client should use."""
+    return f"retry: {int(retry_ms)}\n\n".encode()
+
+
+def new_connection_id():
+    """``conn_<ms>_<6 random chars>``."""
+    suffix = "".join(secrets.choice(_ALPHABET) for _ in range(6))
+    return f"conn_{int(time.time() * 1000)}_{suffix}"
+
+
+# Ephemeral frames: no ``id:`` line, so Last-Event-ID always names a durable event.
+
+
+def connection_frame(identity, connection_id, resumed, replayed):
+    data = {
+        "message": "Conectado exitosamente a eventos de la cuenta",
+        "accountId": identity.account_id,
+        "userId": identity.user_id,
+        "connectionId": connection_id,
+        "authType": identity.auth_type,
+        "tokenSource": identity.token_source,
+        "timestamp": iso(utcnow()),
+        "resumed": resumed,
+        "replayed": replayed,
+    }
+    return encode_frame("connection", dumps(data))
+
+
+def heartbeat_frame(connection_id):
+    data = {"timestamp": iso(utcnow()), "connectionId": connection_id}
+    return encode_frame("heartbeat", dumps(data))
+
+
+def stream_closed_frame(reason):
+    return encode_frame("stream_closed", dumps({"reason": reason, "timestamp": iso(utcnow())}))
+
+
+# Durable events: (event type, SSE id, data) for the event log.
+
+
+def qr_created(qr):
+    data = {
+        "qrId": qr.qr_id,
+        "transactionId": qr.transaction_id,
+        "amount": from_cents(qr.amount_cents),
+        "currency": qr.currency,
+        "description": qr.description,
+        "dueDate": iso(qr.due_date),
+        "singleUse": qr.single_use,
+        "modifyAmount": qr.modify_amount,
+        "status": qr.status,
+    }
+    return "qr_created", f"qr_created_{qr.qr_id}", data
+
+
+def qr_payment(payment, qr):
+    data = {
+        "qrId": qr.qr_id,
+        "transactionId": payment.transaction_id,
+        "amount": from_cents(payment.amount_cents),
+        "currency": payment.currency,
+        "senderName": payment.sender_name,
+        "senderDocumentId": payment.sender_document_id,
+        "senderAccount": payment.sender_account,
+        "senderBankCode": payment.sender_bank_code,
+        "description": payment.description,
+        "paymentDate": iso(payment.payment_date),
+        "paymentTime": payment.payment_time,
+        "singleUse": qr.single_use,
+        "newStatus": qr.status,
+        "review": payment.review,
+        "reviewReason": payment.review_reason,
+    }
+    return "qr_payment", f"qr_payment_{payment.transaction_id}", data
+
+
+def qr_status_change(qr, previous_status, sync_source):
+    """Call after ``qr.status`` and ``qr.status_changed_ms`` hold the new state."""
+    data = {
+        "qrId": qr.qr_id,
+        "previousStatus": previous_status,
+        "newStatus": qr.status,
+        "amount": from_cents(qr.amount_cents),
+        "currency": qr.currency,
+        "description": qr.description,
+        "singleUse": qr.single_use,
+        "dueDate": iso(qr.due_date),
+        "syncSource": sync_source,
+    }
+    return "qr_status_change", f"qr_status_change_{qr.qr_id}_{qr.status_changed_ms}", data
+
+
+def account_balance_update(account, movement, previous_balance, previous_available):
+    data = {
+        "accountId": account.id,
+        "movementType": movement.movement_type,
+        "amount": from_cents(movement.amount_cents),
+        "previousBalance": from_cents(previous_balance),
+        "newBalance": from_cents(movement.balance_after_cents),
+        "previousAvailableBalance": from_cents(previous_available),
+        "newAvailableBalance": from_cents(movement.available_after_cents),
+        "description": movement.description,
+        "qrId": movement.qr_id,
+        "transactionId": movement.transaction_id,
+        "currency": account.currency,
+    }
+    event_id = f"balance_update_{epoch_ms(movement.created_at)}_{movement.seq}"
+    return "account_balance_update", event_id, data

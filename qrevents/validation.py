@@ -1,0 +1,207 @@
+"""Request parsing: a JSON object in, typed values out, every bad field named in one 422."""
+
+import json
+import re
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
+
+from flask import request
+
+from .errors import InvalidJson, ValidationFailed
+from .money import CENT, CURRENCIES, MAX_AMOUNT, to_cents
+from .sse import SAFE_ID
+
+# America/La_Paz has kept UTC-4, without daylight saving, since 1932.
+LA_PAZ = timezone(timedelta(hours=-4), "America/La_Paz")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+_TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?\Z")
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_object():
+    """The request body as a dict; amounts stay exact (``Decimal``)."""
+    raw = request.get_data(cache=True)
+    try:
+        body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidJson("The body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidJson("The body must be a JSON object")
+    return body
+
+
+class Fields:
+    """Reads typed fields from a JSON object, collecting one message per bad field.
+
+    Each reader returns the value (or None when it is bad or absent); ``check`` raises
+    ``ValidationFailed`` naming every bad field at once.
+    """
+
+    _MISSING = object()
+
+    def __init__(self, body):
+        self.body = body
+        self.errors = {}
+
+    def _raw(self, name, required):
+        value = self.body.get(name, self._MISSING)
+        if value is self._MISSING or value is None:
+            if required:
+                self.errors[name] = "is required"
+            return self._MISSING
+        return value
+
+    def fail(self, name, message):
+        self.errors.setdefault(name, message)
+
+    def string(self, name, *, max_length, required=True, default=None):
+        value = self._raw(name, required)
+        if value is self._MISSING:
+            return default
+        if not isinstance(value, str):
+            self.fail(name, "must be a string")
+        elif not value.strip() and required:
+            self.fail(name, "must not be empty")
+        elif len(value) > max_length:
+            self.fail(name, f"must be at most {max_length} characters")
+        elif any(ch in value for ch in "\r\n\x00"):
+            self.fail(name, "must not contain line breaks or NUL")
+        else:
+            return value
+        return None
+
+    def safe_id(self, name, *, max_length=64, required=True):
+        """An id that may end up in an SSE ``id:`` line: ``[A-Za-z0-9_.:-]``."""
+        value = self._raw(name, required)
+        if value is self._MISSING:
+            return None
+        if not isinstance(value, str) or not SAFE_ID.match(value) or len(value) > max_length:
+            self.fail(name, f"must be 1 to {max_length} characters of letters, digits and _ . : -")
+            return None
+        return value
+
+    def email(self, name):
+        value = self.string(name, max_length=254)
+        if value is not None and not _EMAIL.match(value):
+            self.fail(name, "must be an email address")
+            return None
+        return value
+
+    def integer(self, name, *, required=True):
+        value = self._raw(name, required)
+        if value is self._MISSING:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**53:
+            self.fail(name, "must be a positive whole number")
+            return None
+        return value
+
+    def boolean(self, name, *, default):
+        value = self._raw(name, False)
+        if value is self._MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.fail(name, "must be true or false")
+            return None
+        return value
+
+    def amount(self, name):
+        """Centavos of a positive amount with at most two decimals, up to 99,999,999.99."""
+        value = self._raw(name, True)
+        if value is self._MISSING:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+            self.fail(name, "must be a number")
+            return None
+        value = Decimal(value)
+        if not value.is_finite() or value <= 0:
+            self.fail(name, "must be greater than 0")
+        elif value > MAX_AMOUNT:
+            self.fail(name, "must be at most 99999999.99")
+        elif value != value.quantize(CENT):
+            self.fail(name, "must have at most two decimals")
+        else:
+            return to_cents(value)
+        return None
+
+    def currency(self, name):
+        value = self._raw(name, True)
+        if value is self._MISSING:
+            return None
+        if value not in CURRENCIES:
+            self.fail(name, f"must be one of {', '.join(CURRENCIES)}")
+            return None
+        return value
+
+    def choice(self, name, choices):
+        value = self._raw(name, True)
+        if value is self._MISSING:
+            return None
+        if not isinstance(value, str) or value not in choices:
+            self.fail(name, f"must be one of {', '.join(choices)}")
+            return None
+        return value
+
+    def moment(self, name, *, required, date_at=time(23, 59, 59, 999000)):
+        """A naive UTC datetime from ISO 8601; a bare date means ``date_at`` in La Paz."""
+        value = self._raw(name, required)
+        if value is self._MISSING:
+            return None
+        parsed = parse_moment(value, date_at) if isinstance(value, str) else None
+        if parsed is None:
+            self.fail(name, "must be an ISO 8601 date or date-time")
+        return parsed
+
+    def time_of_day(self, name):
+        value = self._raw(name, False)
+        if value is self._MISSING:
+            return None
+        if not isinstance(value, str) or not _TIME_OF_DAY.match(value):
+            self.fail(name, "must be a time HH:MM:SS")
+            return None
+        return value if len(value) == 8 else value + ":00"
+
+    def check(self):
+        if self.errors:
+            raise ValidationFailed(fields=self.errors)
+
+
+def parse_moment(text, date_at):
+    """Naive UTC datetime of an ISO date-time (naive means UTC) or of a La Paz date."""
+    if len(text) > 40:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            local = datetime.combine(day, date_at, tzinfo=LA_PAZ)
+            return local.astimezone(UTC).replace(tzinfo=None)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def page_args(default_limit=50, max_limit=200):
+    """``limit`` and ``cursor`` query arguments for a newest-first listing."""
+    errors = {}
+    limit, cursor = default_limit, None
+    raw_limit = request.args.get("limit")
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
+            errors["limit"] = f"must be a whole number from 1 to {max_limit}"
+        else:
+            limit = int(raw_limit)
+    raw_cursor = request.args.get("cursor")
+    if raw_cursor is not None:
+        if not raw_cursor.isdigit() or len(raw_cursor) > 18:
+            errors["cursor"] = "is not a cursor this API returned"
+        else:
+            cursor = int(raw_cursor)
+    if errors:
+        raise ValidationFailed(fields=errors)
+    return limit, cursor
