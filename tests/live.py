@@ -1,0 +1,318 @@
+"""A real qrevents server for tests: gunicorn gevent workers in a subprocess on loopback.
+
+Modelled on Werkzeug's own live-server fixture: pick a free port, start, poll until the
+server answers, read its log, stop it. Plus the clients a user would hold: a small HTTP
+API helper and an SSE client that reads real frames off the socket.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BANK_SECRET = "test-bank-secret"
+ADMIN_KEY = "qra_test_admin_key"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """One gunicorn master and its gevent workers, with a private instance folder."""
+
+    def __init__(self, tmp_path, database_url=None, workers=1, port=None, **settings):
+        self.tmp_path = Path(tmp_path)
+        self.tmp_path.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.tmp_path / f"server-{self.port}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QREVENTS_")}
+        env.update(
+            QREVENTS_INSTANCE_PATH=str(self.tmp_path / "instance"),
+            QREVENTS_BIND=f"127.0.0.1:{self.port}",
+            QREVENTS_JWT_SECRET_KEY="test-jwt-secret-of-at-least-32-bytes!!",
+            QREVENTS_ADMIN_API_KEY=ADMIN_KEY,
+            QREVENTS_BANK_WEBHOOK_SECRET=BANK_SECRET,
+            QREVENTS_HEARTBEAT_SECONDS="0.2",
+            WEB_CONCURRENCY=str(workers),
+        )
+        if database_url:
+            env["QREVENTS_DATABASE_URL"] = database_url
+        for name, value in settings.items():
+            env[f"QREVENTS_{name.upper()}"] = str(value)
+        self.env = env
+        self.process = None
+
+    def start(self, timeout=20):
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "app:app"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited at start:\n{self.log()}")
+            try:
+                if requests.get(self.base + "/health", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, signum):
+        self.process.send_signal(signum)
+
+    def stop(self, timeout=15):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@dataclass
+class Tenant:
+    """An account with a user, a user's API key and a JWT, as a merchant would have."""
+
+    account_id: int
+    user_id: int
+    email: str
+    password: str
+    api_key: str
+    api_key_id: int
+    jwt: str
+
+    @property
+    def headers(self):
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+@dataclass
+class Api:
+    """HTTP calls a merchant, the bank and the operator make."""
+
+    base: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def url(self, path):
+        return self.base + path
+
+    def get(self, path, **kw):
+        return self.session.get(self.url(path), timeout=10, **kw)
+
+    def post(self, path, **kw):
+        return self.session.post(self.url(path), timeout=10, **kw)
+
+    def delete(self, path, **kw):
+        return self.session.delete(self.url(path), timeout=10, **kw)
+
+    def admin(self, path, body):
+        response = self.post(path, json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        assert response.status_code == 201, response.text
+        return response.json()["data"]
+
+    def new_tenant(self, currency="BOB"):
+        account = self.admin("/admin/accounts", {"name": "Comercio", "currency": currency})
+        email, password = f"u{uuid.uuid4().hex[:10]}@example.com", "correct horse 1"
+        user = self.admin(
+            f"/admin/accounts/{account['id']}/users",
+            {"email": email, "password": password, "name": "Ana"},
+        )
+        key = self.admin(
+            f"/admin/accounts/{account['id']}/api-keys", {"name": "tests", "userId": user["id"]}
+        )
+        login = self.post("/auth/login", json={"email": email, "password": password})
+        assert login.status_code == 200, login.text
+        return Tenant(
+            account_id=account["id"],
+            user_id=user["id"],
+            email=email,
+            password=password,
+            api_key=key["key"],
+            api_key_id=key["id"],
+            jwt=login.json()["data"]["accessToken"],
+        )
+
+    def create_qr(self, tenant, amount="100.50", **fields):
+        body = {"amount": Decimal(amount), "currency": "BOB", "description": "Pago de servicios"}
+        body.update(fields)
+        response = self.post("/qr", data=dumps(body), headers=tenant.headers)
+        assert response.status_code in (200, 201), response.text
+        return response.json()["data"]
+
+    def bank(self, path, body, *, sign=True, timestamp=None):
+        """POST a bank callback, signed as the bank signs it (``body`` dict or raw bytes)."""
+        from qrevents import bank_signature
+
+        raw = body if isinstance(body, bytes) else dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if sign:
+            headers["X-Bank-Signature"] = bank_signature.sign(BANK_SECRET, raw, timestamp)
+        return self.post(path, data=raw, headers=headers)
+
+    def pay(self, qr_id, amount="100.50", transaction_id=None, **fields):
+        return self.bank("/bank/payments", payment_body(qr_id, amount, transaction_id, **fields))
+
+    def stream(self, tenant=None, **kw):
+        if tenant is not None and "headers" not in kw and "params" not in kw:
+            kw["headers"] = tenant.headers
+        return SSEClient(self.base, **kw)
+
+
+def payment_body(qr_id, amount="100.50", transaction_id=None, **fields):
+    body = {
+        "qrId": qr_id,
+        "transactionId": transaction_id or "BNK" + uuid.uuid4().hex[:16].upper(),
+        "amount": Decimal(amount),
+        "currency": "BOB",
+        "senderName": "Juan Pérez",
+        "senderDocumentId": "12345678",
+        "senderAccount": "1234567890",
+        "senderBankCode": "BANECO",
+        "description": "Pago de servicios",
+        "paymentDate": "2026-01-15T10:30:00.000Z",
+    }
+    body.update(fields)
+    return body
+
+
+def dumps(body):
+    """JSON with exact amounts, as a careful client sends them."""
+    import simplejson
+
+    return simplejson.dumps(body, use_decimal=True)
+
+
+@dataclass
+class SseEvent:
+    event: str
+    data: dict
+    id: str | None = None
+
+    @property
+    def durable(self):
+        return self.id is not None
+
+
+class SSEClient:
+    """Reads SSE frames from a real socket; every read has a deadline."""
+
+    def __init__(self, base, path="/events/stream", headers=None, params=None, timeout=5):
+        host, port = base.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        target = path + ("?" + urlencode(params) if params else "")
+        self.conn.request("GET", target, headers=headers or {})
+        self.response = self.conn.getresponse()
+        self.status = self.response.status
+        self.headers = self.response.headers
+        self.retry = None
+        self.raw = []
+        self.closed = False
+
+    def body_json(self):
+        return json.loads(self.response.read())
+
+    def next(self, timeout=5):
+        """The next event (heartbeats included); None when the server ended the stream."""
+        self.conn.sock.settimeout(timeout)
+        fields, data = {}, []
+        while True:
+            line = self.response.readline()
+            if not line:
+                self.closed = True
+                return None
+            self.raw.append(line)
+            line = line.decode().rstrip("\n")
+            if line == "":
+                if data or "event" in fields:
+                    return SseEvent(fields.get("event", "message"), json.loads("\n".join(data)),
+                                    fields.get("id"))
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            elif name == "retry":
+                self.retry = int(value)
+            else:
+                fields[name] = value
+
+    def take(self, count, timeout=5, skip=("heartbeat",)):
+        """The next ``count`` events whose type is not skipped."""
+        got, deadline = [], time.monotonic() + timeout
+        while len(got) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"got {len(got)} of {count} events: {got}")
+            event = self.next(remaining)
+            if event is None:
+                raise EOFError(f"stream ended after {len(got)} of {count} events: {got}")
+            if event.event not in skip:
+                got.append(event)
+        return got
+
+    def until(self, event_type, timeout=5):
+        """Events up to and including the first of ``event_type``."""
+        got, deadline = [], time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {event_type} within {timeout}s: {got}")
+            event = self.next(remaining)
+            if event is None:
+                raise EOFError(f"stream ended before {event_type}: {got}")
+            got.append(event)
+            if event.event == event_type:
+                return got
+
+    def quiet_for(self, seconds):
+        """The non-heartbeat events that arrive within ``seconds`` (expected: none)."""
+        got, deadline = [], time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                event = self.next(remaining)
+            except (TimeoutError, socket.timeout):
+                break
+            if event is None:
+                break
+            if event.event != "heartbeat":
+                got.append(event)
+        return got
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
