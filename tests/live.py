@@ -254,8 +254,8 @@ class SSEClient:
             line = line.decode().rstrip("\n")
             if line == "":
                 if data or "event" in fields:
-                    return SseEvent(fields.get("event", "message"), json.loads("\n".join(data)),
-                                    fields.get("id"))
+                    payload = json.loads("\n".join(data), parse_float=Decimal)
+                    return SseEvent(fields.get("event", "message"), payload, fields.get("id"))
                 continue
             name, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value
@@ -300,7 +300,7 @@ class SSEClient:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 event = self.next(remaining)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 break
             if event is None:
                 break

@@ -1,12 +1,20 @@
 """The wire as a client meets it: headers, retry, connection, heartbeats, every event's shape."""
 
 import re
+from datetime import UTC
 
 import pytest
 
 CONNECTION_KEYS = {
-    "message", "accountId", "userId", "connectionId", "authType", "tokenSource", "timestamp",
-    "resumed", "replayed",
+    "message",
+    "accountId",
+    "userId",
+    "connectionId",
+    "authType",
+    "tokenSource",
+    "timestamp",
+    "resumed",
+    "replayed",
 }
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 
@@ -84,16 +92,35 @@ def test_every_durable_event_has_the_seeds_keys_and_id_format(api, tenant):
     assert created.event == "qr_created"
     assert created.id == f"qr_created_{qr['qrId']}"
     assert set(created.data) == {
-        "qrId", "transactionId", "amount", "currency", "description", "dueDate", "singleUse",
-        "modifyAmount", "status",
+        "qrId",
+        "transactionId",
+        "amount",
+        "currency",
+        "description",
+        "dueDate",
+        "singleUse",
+        "modifyAmount",
+        "status",
     }
     assert created.data["status"] == "active" and created.data["amount"] == 100.5
 
     assert payment.event == "qr_payment" and payment.id == "qr_payment_TXN_123456"
     assert set(payment.data) == {
-        "qrId", "transactionId", "amount", "currency", "senderName", "senderDocumentId",
-        "senderAccount", "senderBankCode", "description", "paymentDate", "paymentTime",
-        "singleUse", "newStatus", "review", "reviewReason",
+        "qrId",
+        "transactionId",
+        "amount",
+        "currency",
+        "senderName",
+        "senderDocumentId",
+        "senderAccount",
+        "senderBankCode",
+        "description",
+        "paymentDate",
+        "paymentTime",
+        "singleUse",
+        "newStatus",
+        "review",
+        "reviewReason",
     }
     assert payment.data["newStatus"] == "used" and payment.data["review"] is False
     assert payment.data["paymentDate"] == "2026-01-15T10:30:00.000Z"
@@ -102,17 +129,32 @@ def test_every_durable_event_has_the_seeds_keys_and_id_format(api, tenant):
     assert balance.event == "account_balance_update"
     assert re.fullmatch(r"balance_update_\d{13}_1", balance.id)
     assert set(balance.data) == {
-        "accountId", "movementType", "amount", "previousBalance", "newBalance",
-        "previousAvailableBalance", "newAvailableBalance", "description", "qrId",
-        "transactionId", "currency",
+        "accountId",
+        "movementType",
+        "amount",
+        "previousBalance",
+        "newBalance",
+        "previousAvailableBalance",
+        "newAvailableBalance",
+        "description",
+        "qrId",
+        "transactionId",
+        "currency",
     }
     assert balance.data["newBalance"] == 100.5 and balance.data["previousBalance"] == 0
 
     assert status.event == "qr_status_change"
     assert re.fullmatch(rf"qr_status_change_{qr['qrId']}_\d{{13}}", status.id)
     assert set(status.data) == {
-        "qrId", "previousStatus", "newStatus", "amount", "currency", "description",
-        "singleUse", "dueDate", "syncSource",
+        "qrId",
+        "previousStatus",
+        "newStatus",
+        "amount",
+        "currency",
+        "description",
+        "singleUse",
+        "dueDate",
+        "syncSource",
     }
     assert (status.data["previousStatus"], status.data["newStatus"]) == ("active", "used")
     assert status.data["syncSource"] == "payment"
@@ -128,11 +170,11 @@ def test_amounts_are_written_with_two_decimals_on_the_wire(api, tenant):
 
 
 def test_qr_ids_are_twenty_digits_starting_with_the_utc_date(api, tenant):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     qr = api.create_qr(tenant)
     assert re.fullmatch(r"\d{20}", qr["qrId"])
-    assert qr["qrId"][:6] == datetime.now(timezone.utc).strftime("%y%m%d")
+    assert qr["qrId"][:6] == datetime.now(UTC).strftime("%y%m%d")
 
 
 def test_stream_ticket_works_once_and_keeps_the_credentials_kind(api, tenant):
