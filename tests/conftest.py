@@ -14,13 +14,20 @@ from tests.live import Api, LiveServer
 BACKENDS = ["sqlite", "postgres"]
 
 
+def missing_service(reason):
+    """Skip with a visible reason, or fail where every backend must run (``.ci/run``)."""
+    if os.environ.get("QREVENTS_REQUIRE_ALL_BACKENDS") == "1":
+        pytest.fail(f"{reason}, and QREVENTS_REQUIRE_ALL_BACKENDS=1 forbids skipping")
+    pytest.skip(reason)
+
+
 def fresh_database_url(backend, tmp_path):
     """A database of its own for one server: a SQLite file, or a new PostgreSQL database."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'qrevents.db'}"
     base = os.environ.get("QREVENTS_TEST_DATABASE_URL")
     if not base:
-        pytest.skip("PostgreSQL tests need QREVENTS_TEST_DATABASE_URL (set by .ci/run)")
+        missing_service("PostgreSQL tests need QREVENTS_TEST_DATABASE_URL (set by .ci/run)")
     import psycopg2
 
     name = "qrevents_" + uuid.uuid4().hex[:12]
@@ -71,3 +78,17 @@ def api(server):
 @pytest.fixture
 def tenant(api):
     return api.new_tenant()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The shared Redis of the machine; servers keep apart by a key prefix of their own."""
+    url = os.environ.get("QREVENTS_TEST_REDIS_URL")
+    if not url:
+        missing_service("Redis tests need QREVENTS_TEST_REDIS_URL (set by .ci/run)")
+    return url
+
+
+def redis_prefix():
+    """A key prefix for one deployment under test: parallel servers never hear each other."""
+    return f"qrevents-test-{uuid.uuid4().hex[:10]}:"
