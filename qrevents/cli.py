@@ -99,7 +99,7 @@ def demo():
                 json.dump(creds, handle)
     base = "http://" + current_app.config["QREVENTS"]["BIND"]
     key = creds["apiKey"]
-    click.echo(f"""
+    click.echo(f"""\
 qrevents demo account {creds["accountId"]}
   email:    {creds["email"]}
   password: {creds["password"]}
