@@ -99,7 +99,7 @@ def _record_payment(qr_row, notice):
             sender_document_id=notice.sender_document_id,
             sender_account=notice.sender_account,
             sender_bank_code=notice.sender_bank_code,
-            description=notice.description,
+            description=notice.description or qr.description,  # BANECO may omit it
             payment_date=notice.payment_date,
             payment_time=notice.payment_time,
             review=reason is not None,
