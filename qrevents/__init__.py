@@ -43,6 +43,7 @@ def create_app(test_config=None):
         os.getcwd(), "instance"
     )
     app = Flask(__name__, instance_path=os.path.abspath(instance_path))
+    os.makedirs(app.instance_path, exist_ok=True)
     settings = load_config(os.environ, app.instance_path)
     settings.update(test_config or {})
     app.config.update(
@@ -57,6 +58,7 @@ def create_app(test_config=None):
     serving_under_gevent = monkey.is_module_patched("threading")
     if serving_under_gevent:
         _require_greenlet_local_connections()
+        _make_psycopg2_cooperative()
     bind_database(settings["DATABASE_URL"])
     with database.connection_context():
         create_tables()
@@ -84,6 +86,15 @@ def _require_greenlet_local_connections():
             "peewee was imported before gevent monkey-patching: keep preload_app off and "
             "import no app code in gunicorn.conf.py"
         )
+
+
+def _make_psycopg2_cooperative():
+    """psycopg2 is C and ignores monkey-patching (PITFALLS 11): without this wait callback,
+    a query waiting on PostgreSQL (a row lock, a slow plan) freezes every stream of the
+    worker. Set before the first connection is opened, in the worker process."""
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
 
 
 def _register_connection_scope(app, delivery, *, start_delivery):

@@ -7,6 +7,7 @@ from pathlib import Path
 DEFAULTS = {
     "DATABASE_URL": None,  # None: a SQLite file in the instance folder
     "REDIS_URL": None,  # None: the in-process hub
+    "REDIS_PREFIX": "qrevents:",  # keys and channels; deployments sharing a Redis differ
     "JWT_SECRET_KEY": None,
     "ADMIN_API_KEY": None,
     "BANK_WEBHOOK_SECRET": None,

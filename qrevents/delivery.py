@@ -11,6 +11,7 @@ from models import database
 
 from .broker import LocalBroker
 from .hub import AccountHub
+from .services.accounts import revoked_key_ids
 from .services.eventlog import current_seqs, frames_between
 from .services.qrs import expire_overdue
 from .signals import api_key_revoked, events_committed
@@ -26,6 +27,11 @@ def _load_seqs(account_ids):
 def _load_events(account_id, after_seq, upto_seq):
     with database.connection_context():
         return frames_between(account_id, after_seq, upto_seq)
+
+
+def _revoked_keys(key_ids):
+    with database.connection_context():
+        return revoked_key_ids(key_ids)
 
 
 class Delivery:
@@ -48,7 +54,12 @@ class Delivery:
         if settings["REDIS_URL"]:
             from .redis_broker import RedisBroker
 
-            return RedisBroker(self.hub, settings["REDIS_URL"])
+            return RedisBroker(
+                self.hub,
+                settings["REDIS_URL"],
+                prefix=settings["REDIS_PREFIX"],
+                revoked_keys=_revoked_keys,
+            )
         return LocalBroker(self.hub)
 
     def _on_events_committed(self, sender, account_id, events):

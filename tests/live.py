@@ -87,6 +87,11 @@ class LiveServer:
     def signal(self, signum):
         self.process.send_signal(signum)
 
+    def worker_pids(self):
+        """The pids of the gunicorn workers (children of the master) now running."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
     def stop(self, timeout=15):
         if self.process is None or self.process.poll() is not None:
             return

@@ -90,3 +90,11 @@ def revoke_api_key(account_id, key_id):
         key.save()
     api_key_revoked.send(current_app._get_current_object(), api_key_id=key.id)
     return key
+
+
+def revoked_key_ids(key_ids):
+    """Which of ``key_ids`` are revoked: streams still open on them must end."""
+    query = ApiKey.select(ApiKey.id).where(
+        ApiKey.id.in_(list(key_ids)) & ApiKey.revoked_at.is_null(False)
+    )
+    return {key_id for (key_id,) in query.tuples()}
