@@ -1,5 +1,6 @@
 """How rows look in the REST API's ``data``: camelCase, exact amounts, ISO times."""
 
+from . import sse
 from .clock import iso
 from .money import from_cents
 
@@ -33,18 +34,9 @@ def api_key_json(key, plaintext=None):
 
 
 def qr_json(qr):
-    return {
-        "qrId": qr.qr_id,
-        "transactionId": qr.transaction_id,
-        "amount": from_cents(qr.amount_cents),
-        "currency": qr.currency,
-        "description": qr.description,
-        "dueDate": iso(qr.due_date),
-        "singleUse": qr.single_use,
-        "modifyAmount": qr.modify_amount,
-        "status": qr.status,
-        "createdAt": iso(qr.created_at),
-    }
+    """The ``qr_created`` event's data, plus when it was created."""
+    _, _, data = sse.qr_created(qr)
+    return {**data, "createdAt": iso(qr.created_at)}
 
 
 def payment_json(payment):
