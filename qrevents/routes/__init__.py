@@ -1,14 +1,16 @@
 """Blueprints: parse, authorize, call a service, shape the envelope; nothing more."""
 
-from . import accounts, admin, auth, bank, events, health, payments, qr
+from . import accounts, admin, auth, bank, dashboard, events, health, payments, qr, qr_image
 
 BLUEPRINTS = (
     auth.bp,
     accounts.bp,
     qr.bp,
+    qr_image.bp,
     bank.bp,
     payments.bp,
     events.bp,
     admin.bp,
     health.bp,
+    dashboard.bp,
 )

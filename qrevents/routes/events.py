@@ -13,8 +13,8 @@ from ..stream import EventStream
 
 bp = Blueprint("events", __name__)
 
-# Routes that manage their own database connection (see qrevents/__init__.py).
-OWN_CONNECTION = {"events.stream", "health.health"}
+# Routes that manage their own database connection, or need none (see qrevents/__init__.py).
+OWN_CONNECTION = {"events.stream", "health.health", "dashboard.page", "static"}
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",

@@ -1,0 +1,50 @@
+"""What the dashboard needs from the server, over plain HTTP: the page, its scripts, and
+each QR drawn as an image for the account that owns it."""
+
+import re
+
+from qrevents.qr_code import draw_svg
+
+
+def test_dashboard_page_is_served_with_a_strict_content_security_policy(api):
+    response = api.get("/dashboard")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "form-action 'none'" in policy
+    assert "'unsafe-inline'" not in policy
+    assert 'src="static/dashboard/app.js"' in response.text
+
+
+def test_browser_client_and_dashboard_scripts_are_served_as_javascript(api):
+    for path in ("/static/qrevents.js", "/static/dashboard/app.js", "/static/dashboard/state.js"):
+        response = api.get(path)
+        assert response.status_code == 200, path
+        assert re.match(r"(text|application)/javascript", response.headers["Content-Type"]), path
+
+
+def test_qr_image_is_an_svg_of_the_qrs_id_amount_and_currency(api, tenant):
+    qr = api.create_qr(tenant, "1100.50")
+    response = api.get(f"/qr/{qr['qrId']}/image.svg", headers=tenant.headers)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/svg+xml; charset=utf-8"
+    assert response.headers["Cache-Control"] == "private, max-age=86400"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    expected = f'{{"qrId":"{qr["qrId"]}","amount":1100.50,"currency":"BOB"}}'
+    assert response.content == draw_svg(expected)
+    assert b"<script" not in response.content
+
+
+def test_qr_image_needs_a_credential(api, tenant):
+    qr = api.create_qr(tenant)
+    response = api.get(f"/qr/{qr['qrId']}/image.svg")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_credentials"
+
+
+def test_qr_image_of_another_account_is_not_found(api, tenant):
+    qr = api.create_qr(tenant)
+    stranger = api.new_tenant()
+    response = api.get(f"/qr/{qr['qrId']}/image.svg", headers=stranger.headers)
+    assert response.status_code == 404
+    assert response.json()["success"] is False
