@@ -50,12 +50,16 @@ def servers(deployment, tmp_path_factory):
 
 @pytest.fixture
 def a(servers):
-    return Api(servers[0].base)
+    api = Api(servers[0].base)
+    yield api
+    api.session.close()  # idle keep-alive connections would slow the servers' stop
 
 
 @pytest.fixture
 def b(servers):
-    return Api(servers[1].base)
+    api = Api(servers[1].base)
+    yield api
+    api.session.close()
 
 
 @pytest.fixture
@@ -224,6 +228,7 @@ def test_sigterm_ends_streams_with_server_shutdown_and_clients_resume_elsewhere(
             paying = threading.Thread(target=lambda: [b.pay(qr) for qr in qrs])
             paying.start()
             got += stream.take(2)
+            c.session.close()  # an idle keep-alive connection would hold up the stop
             leaving.signal(signal.SIGTERM)
             tail = stream.until("stream_closed", timeout=5)
             assert stream.next(timeout=5) is None
@@ -251,15 +256,16 @@ def test_two_workers_on_one_port_serve_every_stream_every_event(deployment, tmp_
         assert len(live.worker_pids()) == 2
         api = Api(live.base)
         tenant = api.new_tenant()
-        streams = [Api(live.base).stream(tenant) for _ in range(MAX_STREAMS)]
+        streams = [api.stream(tenant) for _ in range(MAX_STREAMS)]
         for stream in streams:
             stream.next()
-        qrs = [Api(live.base).create_qr(tenant)["qrId"] for _ in range(4)]
+        qrs = [api.create_qr(tenant)["qrId"] for _ in range(4)]
         for qr in qrs:
-            assert Api(live.base).pay(qr).status_code == 200
+            assert api.pay(qr).status_code == 200
         received = [[e.id for e in stream.take(16, timeout=3)] for stream in streams]
         for stream in streams:
             stream.close()
+        api.session.close()
     finally:
         live.stop()
     expected = [f"qr_created_{qr}" for qr in qrs]
