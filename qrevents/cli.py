@@ -113,7 +113,7 @@ Create a QR (in another terminal):
   curl -s -X POST {base}/qr -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
        -d '{{"amount": 100.50, "currency": "BOB", "description": "Pago de servicios"}}'
 
-Pay it as the bank would (signed callback):
+Pay it as the bank would (a signed callback; QRID is the "qrId" the call above returned):
   .venv/bin/flask --app app bank-pay QRID 100.50
 """)
 
