@@ -10,9 +10,12 @@ stream: no database, JSON or auth work per delivery.
 """
 
 import logging
+import time
 
 import gevent
 from gevent.event import Event as Signal
+
+from . import metrics
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ class Subscription:
         "limit",
         "wakeup",
         "closing",
+        "since",
     )
 
     def __init__(self, account_id, api_key_id, limit):
@@ -38,6 +42,7 @@ class Subscription:
         self.limit = limit
         self.wakeup = Signal()
         self.closing = None
+        self.since = None  # when the oldest pending frame arrived (monotonic)
 
     def push(self, frame):
         """Queue a frame without ever blocking the sender; overflow ends this stream."""
@@ -48,6 +53,8 @@ class Subscription:
             self.frames = []
             self.close("slow_consumer")
             return
+        if not self.frames:
+            self.since = time.monotonic()
         self.frames.append(frame)
         self.wakeup.set()
 
@@ -177,11 +184,15 @@ class AccountHub:
         """Hand every contiguous pending frame to the subscribers, in sequence order."""
         for seq in [seq for seq in channel.pending if seq <= channel.last_seq]:
             del channel.pending[seq]
+        handed = 0
         while channel.last_seq + 1 in channel.pending:
             channel.last_seq += 1
             frame = channel.pending.pop(channel.last_seq)
             for sub in channel.subscribers:
                 sub.push(frame)
+            handed += len(channel.subscribers)
+        if handed:
+            metrics.FRAMES_DELIVERED.inc(handed)
 
     def _repair(self, channel, upto):
         """Fill ``(last_seq, upto]`` from the log in a greenlet of its own (one per channel)."""
@@ -191,6 +202,7 @@ class AccountHub:
         gevent.spawn(self._fill_gap, channel, upto)
 
     def _fill_gap(self, channel, upto):
+        start = channel.last_seq
         try:
             while channel.last_seq < upto and self.channels.get(channel.account_id) is channel:
                 before = channel.last_seq
@@ -210,6 +222,8 @@ class AccountHub:
             log.exception("gap repair of account %s failed", channel.account_id)
         finally:
             channel.repairing = False
+            if channel.last_seq > start:
+                metrics.GAPS_REPAIRED.inc()
 
     def reconcile(self):
         """Catch up every channel with the log: events whose announcement never came."""

@@ -9,7 +9,7 @@ import time
 
 from models import database
 
-from . import sse
+from . import logs, metrics, sse
 from .clock import utcnow
 from .services.eventlog import frames_between
 
@@ -19,7 +19,9 @@ REPLAY_BATCH = 500
 class EventStream:
     """An iterable WSGI body; gunicorn calls ``close`` when the stream ends or breaks."""
 
-    def __init__(self, hub, sub, identity, *, resume_seq, retry_ms, heartbeat_seconds):
+    def __init__(
+        self, hub, sub, identity, *, resume_seq, retry_ms, heartbeat_seconds, request_id=None
+    ):
         self.hub = hub
         self.sub = sub
         self.identity = identity
@@ -27,7 +29,13 @@ class EventStream:
         self.retry_ms = retry_ms
         self.heartbeat_seconds = heartbeat_seconds
         self.connection_id = sse.new_connection_id()
+        self.request_id = request_id
+        self.end_reason = None
+        self.opened_at = time.monotonic()
         self._frames = self._generate()
+        self._open = True
+        metrics.OPEN_STREAMS.labels(identity.auth_type).inc()
+        self._log("resume" if resume_seq is not None else "open", replayed=self.replay_count)
 
     @property
     def replay_count(self):
@@ -42,6 +50,24 @@ class EventStream:
     def close(self):
         self._frames.close()
         self.hub.unsubscribe(self.sub)
+        if self._open:
+            self._open = False
+            reason = self.end_reason or "client_disconnected"
+            metrics.OPEN_STREAMS.labels(self.identity.auth_type).dec()
+            metrics.STREAMS_CLOSED.labels(reason).inc()
+            duration_ms = round((time.monotonic() - self.opened_at) * 1000)
+            self._log("close", reason=reason, durationMs=duration_ms)
+
+    def _log(self, what, **fields):
+        logs.log_event(
+            f"stream_{what}",
+            requestId=self.request_id,
+            connectionId=self.connection_id,
+            accountId=self.identity.account_id,
+            authType=self.identity.auth_type,
+            tokenSource=self.identity.token_source,
+            **fields,
+        )
 
     def _generate(self):
         yield sse.retry_frame(self.retry_ms) + sse.connection_frame(
@@ -62,6 +88,7 @@ class EventStream:
                 batch = frames_between(self.identity.account_id, after, upto, REPLAY_BATCH)
             if not batch:
                 break
+            metrics.EVENTS_REPLAYED.inc(len(batch))
             yield b"".join(event.frame for event in batch)
             after = batch[-1].seq
 
@@ -72,14 +99,18 @@ class EventStream:
         while True:
             sub.wakeup.wait(max(0.0, min(next_beat, expires) - clock()))
             if sub.closing:
+                self.end_reason = sub.closing
                 yield self._closing_frames(sub.closing)
                 return
             now = clock()
             if now >= expires:
+                self.end_reason = "token_expired"
                 yield sse.stream_closed_frame("token_expired")
                 return
             if sub.frames:
+                since = sub.since
                 yield b"".join(sub.take())
+                metrics.COMMIT_TO_WRITE.observe(clock() - since)
             if now >= next_beat:
                 yield sse.heartbeat_frame(self.connection_id)
                 next_beat = now + self.heartbeat_seconds

@@ -1,6 +1,19 @@
 """Blueprints: parse, authorize, call a service, shape the envelope; nothing more."""
 
-from . import accounts, admin, auth, bank, dashboard, events, health, payments, qr, qr_image
+from . import (
+    accounts,
+    admin,
+    auth,
+    bank,
+    dashboard,
+    events,
+    health,
+    metrics,
+    openapi,
+    payments,
+    qr,
+    qr_image,
+)
 
 BLUEPRINTS = (
     auth.bp,
@@ -13,4 +26,6 @@ BLUEPRINTS = (
     admin.bp,
     health.bp,
     dashboard.bp,
+    openapi.bp,
+    metrics.bp,
 )

@@ -4,9 +4,9 @@ from datetime import datetime, time
 
 from flask import Blueprint, current_app, request
 
-from .. import bank_signature
+from .. import bank_signature, metrics
 from ..envelope import success
-from ..errors import Unauthorized
+from ..errors import ApiError, Unauthorized
 from ..resources import payment_json, qr_json
 from ..services import payments, qrs
 from ..validation import Fields, json_object
@@ -67,9 +67,15 @@ def _payment_moment(fields, raw_date):
 @bp.post("/bank/payments")
 @bp.post("/hooks/baneco/notifyPayment")
 def notify_payment():
-    require_bank()
-    notice = parse_payment_notice(json_object())
-    payment, duplicate = payments.post_payment(notice)
+    try:
+        require_bank()
+        notice = parse_payment_notice(json_object())
+        payment, duplicate = payments.post_payment(notice)
+    except ApiError:
+        metrics.BANK_CALLBACKS.labels("refused").inc()
+        raise
+    outcome = "duplicate" if duplicate else "held" if payment.review else "credited"
+    metrics.BANK_CALLBACKS.labels(outcome).inc()
     if duplicate:
         return success("Pago ya registrado", payment_json(payment), duplicate=True, responseCode=0)
     return success("Pago registrado", payment_json(payment), duplicate=False, responseCode=0)

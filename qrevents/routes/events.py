@@ -1,6 +1,6 @@
 """The event stream, its stats, and stream tickets (also under ``/api``, as the seed uses)."""
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 
 from models import database
 
@@ -14,7 +14,14 @@ from ..stream import EventStream
 bp = Blueprint("events", __name__)
 
 # Routes that manage their own database connection, or need none (see qrevents/__init__.py).
-OWN_CONNECTION = {"events.stream", "health.health", "dashboard.page", "static"}
+OWN_CONNECTION = {
+    "events.stream",
+    "health.health",
+    "dashboard.page",
+    "static",
+    "metrics.metrics",
+    "openapi.openapi",
+}
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -47,6 +54,7 @@ def stream():
         resume_seq=resume_seq,
         retry_ms=settings["RETRY_MS"],
         heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
+        request_id=g.get("request_id"),
     )
     return current_app.response_class(
         body, mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True

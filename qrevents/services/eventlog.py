@@ -14,7 +14,7 @@ from flask import current_app
 
 from models import Account, Event, database, supports_row_locks
 
-from .. import sse
+from .. import metrics, sse
 from ..clock import utcnow
 from ..signals import events_committed
 
@@ -34,6 +34,7 @@ class AccountChange:
     def __init__(self, account):
         self.account = account
         self.events = []
+        self.event_types = []
 
     def record(self, event):
         """Append ``(type, id, data)`` from ``sse`` to the log with the next sequence number."""
@@ -49,6 +50,7 @@ class AccountChange:
             created_at=utcnow(),
         )
         frame = sse.encode_frame(event_type, data_json, event_id)
+        self.event_types.append(event_type)
         self.events.append(CommittedEvent(self.account.id, self.account.event_seq, frame))
 
 
@@ -67,6 +69,7 @@ def account_change(account_id):
         change = AccountChange(lock_account(account_id))
         yield change
         change.account.save()
+    metrics.count_written(change.event_types)
     announce(change.events)
 
 

@@ -1,0 +1,58 @@
+"""Structured logs: one JSON line per request and per stream lifecycle event.
+
+Every line carries the request id (the client's ``X-Request-ID`` when it is a plain token,
+else a new one; echoed in the response). Only the path is logged, never the query string,
+headers or body: those may hold a credential.
+"""
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+
+from flask import g, request
+
+from .clock import iso, utcnow
+
+log = logging.getLogger("qrevents.events")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
+
+
+def log_event(event, **fields):
+    """One JSON line: ``{"ts", "event", ...fields}``."""
+    log.info(json.dumps({"ts": iso(utcnow()), "event": event, **fields}, default=str))
+
+
+def init_app(app):
+    """Send the JSON lines to stderr (gunicorn's log) and log every request."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+    @app.before_request
+    def start_request():
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_started = time.monotonic()
+
+    @app.after_request
+    def log_request(response):
+        request_id = g.get("request_id")
+        if request_id is None:  # a failure before our first hook ran
+            return response
+        response.headers["X-Request-ID"] = request_id
+        log_event(
+            "request",
+            requestId=request_id,
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            durationMs=round((time.monotonic() - g.request_started) * 1000, 1),
+            remoteAddr=request.remote_addr,
+        )
+        return response

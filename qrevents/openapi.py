@@ -1,0 +1,835 @@
+"""The OpenAPI 3.1 description of the REST API, the SSE stream and its event catalog.
+
+Hand-written, so it says what clients may rely on; ``tests/test_openapi.py`` keeps it true to
+the code (every route and method, and every response the server sends, validated against
+it) and schemathesis fuzzes the live server with it. Request schemas are never stricter
+than the code: anything they forbid, the server refuses.
+"""
+
+from .sse import CLOSE_REASONS
+
+SAFE_ID_PATTERN = "^[A-Za-z0-9_.:-]{1,64}$"
+EMAIL_PATTERN = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$"
+TIME_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
+CURRENCIES = ["BOB", "USD"]
+QR_STATUSES = ["active", "used", "completed", "expired", "cancelled"]
+MOVEMENT_TYPES = ["qr_payment", "qr_payment_held", "review_release"]
+
+
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema):
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _object(properties, required=None, **extra):
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        **extra,
+    }
+
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+BOOLEAN = {"type": "boolean"}
+MOMENT = {
+    "type": "string",
+    "description": "ISO 8601 UTC with milliseconds, e.g. 2024-01-15T10:00:00.000Z",
+}
+AMOUNT_OUT = {"type": "number", "description": "Exact, two decimals (100.50)"}
+AMOUNT_IN = {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "maximum": 99999999.99,
+    "description": "Positive, at most two decimals; send it as a JSON number, never a string",
+}
+SAFE_ID = {"type": "string", "pattern": SAFE_ID_PATTERN, "maxLength": 64}
+CURRENCY = {"type": "string", "enum": CURRENCIES}
+
+
+def _string(max_length, **extra):
+    return {"type": "string", "minLength": 1, "maxLength": max_length, **extra}
+
+
+SCHEMAS = {
+    "Error": _object(
+        {
+            "success": {"const": False},
+            "message": STRING,
+            "data": {"type": ["object", "null"]},
+            "error": _object(
+                {
+                    "code": STRING,
+                    "fields": {
+                        "type": "object",
+                        "additionalProperties": STRING,
+                        "description": "One message per bad field (validation errors only)",
+                    },
+                },
+                required=["code"],
+            ),
+        }
+    ),
+    "Account": _object(
+        {
+            "id": INTEGER,
+            "name": STRING,
+            "currency": CURRENCY,
+            "balance": AMOUNT_OUT,
+            "availableBalance": {
+                **AMOUNT_OUT,
+                "description": "balance minus payments held for review",
+            },
+        }
+    ),
+    "User": _object({"id": INTEGER, "email": STRING, "name": STRING, "accountId": INTEGER}),
+    "ApiKey": _object(
+        {
+            "id": INTEGER,
+            "name": STRING,
+            "prefix": STRING,
+            "createdAt": MOMENT,
+            "expiresAt": _nullable(MOMENT),
+            "revokedAt": _nullable(MOMENT),
+        }
+    ),
+    "NewApiKey": {
+        "allOf": [
+            _ref("ApiKey"),
+            _object({"key": {**STRING, "description": "Shown once, never again"}}),
+        ]
+    },
+    "Qr": _object(
+        {
+            "qrId": {**STRING, "pattern": "^[0-9]{20}$", "description": "YYMMDD (UTC) + 14 digits"},
+            "transactionId": STRING,
+            "amount": AMOUNT_OUT,
+            "currency": CURRENCY,
+            "description": STRING,
+            "dueDate": MOMENT,
+            "singleUse": BOOLEAN,
+            "modifyAmount": BOOLEAN,
+            "status": {"type": "string", "enum": QR_STATUSES},
+            "createdAt": MOMENT,
+        }
+    ),
+    "Payment": _object(
+        {
+            "transactionId": STRING,
+            "qrId": STRING,
+            "amount": AMOUNT_OUT,
+            "currency": CURRENCY,
+            "senderName": STRING,
+            "senderDocumentId": STRING,
+            "senderAccount": STRING,
+            "senderBankCode": STRING,
+            "description": STRING,
+            "paymentDate": MOMENT,
+            "paymentTime": {**STRING, "description": "HH:MM:SS"},
+            "review": {**BOOLEAN, "description": "Held: counts in balance, not in available"},
+            "reviewReason": {
+                "type": ["string", "null"],
+                "description": "qr_<status>, past_due_date or amount_mismatch",
+            },
+            "releasedAt": _nullable(MOMENT),
+            "createdAt": MOMENT,
+        }
+    ),
+    "Movement": _object(
+        {
+            "seq": INTEGER,
+            "movementType": {"type": "string", "enum": MOVEMENT_TYPES},
+            "amount": AMOUNT_OUT,
+            "balance": AMOUNT_OUT,
+            "availableBalance": AMOUNT_OUT,
+            "description": STRING,
+            "qrId": _nullable(STRING),
+            "transactionId": _nullable(STRING),
+            "createdAt": MOMENT,
+        }
+    ),
+    "Login": _object(
+        {
+            "accessToken": STRING,
+            "tokenType": {"const": "Bearer"},
+            "expiresIn": INTEGER,
+            "userId": INTEGER,
+            "accountId": INTEGER,
+        }
+    ),
+    "Ticket": _object({"ticket": STRING, "expiresIn": INTEGER}),
+    "Stats": _object(
+        {
+            "totalConnections": INTEGER,
+            "accountsWithSubscriptions": INTEGER,
+            "subscriptionsByAccount": {"type": "object", "additionalProperties": INTEGER},
+            "yourAccountId": {"type": ["integer", "null"]},
+            "timestamp": MOMENT,
+        }
+    ),
+    "Health": _object(
+        {
+            "database": {"type": "string", "enum": ["ok", "down"]},
+            "broker": {"type": "string", "enum": ["ok", "down"]},
+        }
+    ),
+}
+
+
+def _page(item):
+    return _object(
+        {"items": {"type": "array", "items": _ref(item)}, "nextCursor": _nullable(STRING)}
+    )
+
+
+def _envelope(data, **extra):
+    return _object(
+        {"success": {"const": True}, "message": STRING, "data": data, **extra},
+    )
+
+
+def _json(schema, description, headers=None):
+    response = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+
+ERRORS = {
+    400: "The body is not a JSON object (`invalid_json`)",
+    401: "`missing_credentials`, `invalid_credentials`, `token_expired`, `key_revoked`",
+    403: "The credential has no user behind it (`forbidden`)",
+    404: "No such resource in the caller's account",
+    409: "Conflicts with the current state (`transaction_id_reused`, `invalid_transition`, ...)",
+    413: "The body is larger than 64 KiB",
+    422: "Some fields are not valid (`validation_failed`, with `error.fields`)",
+    429: "Rate limited; wait `Retry-After` seconds",
+    503: "A dependency is down, or the server is shutting down",
+}
+
+
+def _error(status, description=None):
+    headers = RETRY_AFTER if status == 429 else None
+    return _json(_ref("Error"), description or ERRORS[status], headers)
+
+
+def _operation(summary, ok, *errors, body=None, params=(), security="account", tags=()):
+    """One operation: its success responses (``{status: response}``) and its error statuses."""
+    responses = {str(status): response for status, response in ok.items()}
+    statuses = set(errors) | {429}
+    if body is not None:
+        statuses |= {400, 413, 422}
+    if security != "none":
+        statuses |= {401}
+    for status in sorted(statuses):
+        responses[str(status)] = _error(status)
+    operation = {"summary": summary, "responses": responses, "tags": list(tags)}
+    if params:
+        operation["parameters"] = list(params)
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    operation["security"] = SECURITY[security]
+    return operation
+
+
+SECURITY = {
+    "account": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []}, {"tokenQuery": []}],
+    "stream": [
+        {"bearer": []},
+        {"apiKeyHeader": []},
+        {"apiKeyQuery": []},
+        {"tokenQuery": []},
+        {"ticketQuery": []},
+    ],
+    "admin": [{"admin": []}],
+    "stats": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []}, {"tokenQuery": []}],
+    "bank": [{"bankSignature": []}, {"bankBearer": []}],
+    "none": [],
+}
+
+LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+}
+CURSOR = {
+    "name": "cursor",
+    "in": "query",
+    "description": "`nextCursor` of the previous page",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+}
+
+
+def _path_param(name, schema, description=None):
+    param = {"name": name, "in": "path", "required": True, "schema": schema}
+    if description:
+        param["description"] = description
+    return param
+
+
+QR_ID = _path_param("qrId", SAFE_ID)
+
+LOGIN_BODY = _object({"email": _string(254), "password": _string(256)})
+API_KEY_BODY = _object(
+    {
+        "name": _string(120),
+        "expiresAt": {"type": ["string", "null"], "description": "ISO 8601, in the future"},
+    },
+    required=["name"],
+)
+ADMIN_API_KEY_BODY = _object(
+    {
+        "name": _string(120),
+        "userId": {"type": ["integer", "null"], "minimum": 1},
+        "expiresAt": {"type": ["string", "null"], "description": "ISO 8601, in the future"},
+    },
+    required=["name"],
+)
+QR_BODY = _object(
+    {
+        "amount": AMOUNT_IN,
+        "currency": {**CURRENCY, "description": "The account's currency"},
+        "description": _string(140),
+        "dueDate": {
+            "type": ["string", "null"],
+            "description": "A future date-time, or a date: the end of that day in La Paz. "
+            "Default: 24 h from now",
+        },
+        "singleUse": {"type": ["boolean", "null"], "default": True},
+        "modifyAmount": {"type": ["boolean", "null"], "default": False},
+        "transactionId": {
+            "type": ["string", "null"],
+            "pattern": SAFE_ID_PATTERN,
+            "maxLength": 30,
+            "description": "The merchant's idempotency key; generated when absent",
+        },
+    },
+    required=["amount", "currency", "description"],
+)
+PAYMENT_NOTICE = _object(
+    {
+        "qrId": SAFE_ID,
+        "transactionId": {**SAFE_ID, "description": "The bank's id: the idempotency key"},
+        "amount": AMOUNT_IN,
+        "currency": {**CURRENCY, "description": "The QR's currency"},
+        "senderName": _string(120),
+        "senderDocumentId": _string(40),
+        "senderAccount": _string(40),
+        "senderBankCode": _string(40),
+        "description": {"type": ["string", "null"], "maxLength": 140},
+        "paymentDate": {
+            "type": "string",
+            "description": "ISO 8601 date-time, or a date with paymentTime (La Paz time)",
+        },
+        "paymentTime": {"type": ["string", "null"], "pattern": TIME_PATTERN},
+    },
+    required=[
+        "qrId",
+        "transactionId",
+        "amount",
+        "currency",
+        "senderName",
+        "senderDocumentId",
+        "senderAccount",
+        "senderBankCode",
+        "paymentDate",
+    ],
+)
+PAYMENT_BODY = {
+    "description": 'Flat, or wrapped as BANECO sends it: `{"payment": {...}}`',
+    "anyOf": [PAYMENT_NOTICE, _object({"payment": PAYMENT_NOTICE})],
+}
+QR_STATUS_BODY = _object(
+    {
+        "qrId": SAFE_ID,
+        "status": {"type": "string", "enum": ["used", "completed", "expired", "cancelled"]},
+    }
+)
+ACCOUNT_BODY = _object({"name": _string(120), "currency": CURRENCY})
+USER_BODY = _object(
+    {
+        "email": {"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN},
+        "password": _string(256, minLength=8),
+        "name": _string(120),
+    }
+)
+
+BANK_EXTRA = {"responseCode": {"const": 0, "description": "What BANECO's callback expects"}}
+
+EVENT_DATA = {
+    "connection": _object(
+        {
+            "message": STRING,
+            "accountId": INTEGER,
+            "userId": {"type": ["integer", "null"]},
+            "connectionId": {**STRING, "pattern": "^conn_[0-9]+_[a-z0-9]{6}$"},
+            "authType": {"type": "string", "enum": ["apikey", "jwt"]},
+            "tokenSource": {"type": "string", "enum": ["query", "header"]},
+            "timestamp": MOMENT,
+            "resumed": BOOLEAN,
+            "replayed": INTEGER,
+        }
+    ),
+    "heartbeat": _object({"timestamp": MOMENT, "connectionId": STRING}),
+    "qr_created": [
+        "qrId",
+        "transactionId",
+        "amount",
+        "currency",
+        "description",
+        "dueDate",
+        "singleUse",
+        "modifyAmount",
+        "status",
+    ],
+    "qr_payment": [
+        "qrId",
+        "transactionId",
+        "amount",
+        "currency",
+        "senderName",
+        "senderDocumentId",
+        "senderAccount",
+        "senderBankCode",
+        "description",
+        "paymentDate",
+        "paymentTime",
+        "singleUse",
+        "newStatus",
+        "review",
+        "reviewReason",
+    ],
+    "qr_status_change": [
+        "qrId",
+        "previousStatus",
+        "newStatus",
+        "amount",
+        "currency",
+        "description",
+        "singleUse",
+        "dueDate",
+        "syncSource",
+    ],
+    "account_balance_update": [
+        "accountId",
+        "movementType",
+        "amount",
+        "previousBalance",
+        "newBalance",
+        "previousAvailableBalance",
+        "newAvailableBalance",
+        "description",
+        "qrId",
+        "transactionId",
+        "currency",
+    ],
+    "stream_closed": _object(
+        {"reason": {"type": "string", "enum": list(CLOSE_REASONS)}, "timestamp": MOMENT}
+    ),
+}
+
+EVENT_IDS = {
+    "connection": None,
+    "heartbeat": None,
+    "qr_created": "qr_created_<qrId>",
+    "qr_payment": "qr_payment_<payment transactionId>",
+    "qr_status_change": "qr_status_change_<qrId>_<ms>",
+    "account_balance_update": "balance_update_<ms>_<movement seq>",
+    "stream_closed": None,
+}
+
+
+def _event_catalog():
+    """``x-sse-events``: each event type, its SSE ``id:`` and its ``data`` keys."""
+    catalog = {}
+    for event_type, data in EVENT_DATA.items():
+        if isinstance(data, list):
+            data = _object({key: {} for key in data})
+        catalog[event_type] = {"id": EVENT_IDS[event_type], "data": data}
+    return catalog
+
+
+STREAM_DESCRIPTION = """\
+Server-Sent Events of the caller's account. The first bytes are a `retry:` line and the
+`connection` event. Durable events (`qr_*`, `account_balance_update`) carry an SSE `id:`;
+reconnect with `Last-Event-ID` (header) or `?lastEventId=` to get every missed event once, in
+order, then live ones. `connection`, `heartbeat` and `stream_closed` carry no id. The server
+ends a stream with `stream_closed` (reason `token_expired`, `key_revoked`, `server_shutdown`
+or `slow_consumer`). Event types, ids and data keys: `x-sse-events`."""
+
+
+def _stream_operation():
+    operation = _operation(
+        "Live events of the caller's account (SSE)",
+        {
+            200: {
+                "description": STREAM_DESCRIPTION,
+                "content": {"text/event-stream": {"schema": STRING}},
+            }
+        },
+        503,
+        params=[
+            {"name": "lastEventId", "in": "query", "schema": STRING},
+            {"name": "Last-Event-ID", "in": "header", "schema": STRING},
+            {"name": "ticket", "in": "query", "schema": STRING},
+        ],
+        security="stream",
+        tags=["events"],
+    )
+    operation["responses"]["429"]["description"] = (
+        "Too many open streams for this account (`too_many_streams`), or rate limited"
+    )
+    operation["x-sse-events"] = _event_catalog()
+    return operation
+
+
+def _paths():
+    ok = _json
+    account_ops = {
+        "/accounts/me": {
+            "get": _operation(
+                "The caller's account",
+                {200: ok(_envelope(_ref("Account")), "The account")},
+                404,
+                tags=["accounts"],
+            )
+        },
+        "/accounts/me/movements": {
+            "get": _operation(
+                "The ledger, newest first",
+                {200: ok(_envelope(_page("Movement")), "A page of movements")},
+                422,
+                params=[LIMIT, CURSOR],
+                tags=["accounts"],
+            )
+        },
+        "/api-keys": {
+            "post": _operation(
+                "Create an API key of the caller's user (the key is shown once)",
+                {201: ok(_envelope(_ref("NewApiKey")), "Created")},
+                403,
+                404,
+                body=API_KEY_BODY,
+                tags=["accounts"],
+            ),
+            "get": _operation(
+                "The account's API keys (never the keys themselves)",
+                {200: ok(_envelope(_page("ApiKey")), "Every key, newest first")},
+                tags=["accounts"],
+            ),
+        },
+        "/api-keys/{keyId}": {
+            "delete": _operation(
+                "Revoke an API key; its open streams end with `key_revoked`",
+                {200: ok(_envelope(_ref("ApiKey")), "Revoked")},
+                403,
+                404,
+                params=[_path_param("keyId", {"type": "integer", "minimum": 1})],
+                tags=["accounts"],
+            )
+        },
+    }
+    qr_ops = {
+        "/qr": {
+            "post": _operation(
+                "Create an active QR; emits `qr_created`",
+                {
+                    201: ok(_envelope(_ref("Qr")), "Created"),
+                    200: ok(_envelope(_ref("Qr")), "Already created with this transactionId"),
+                },
+                409,
+                body=QR_BODY,
+                tags=["qr"],
+            ),
+            "get": _operation(
+                "The account's QRs, newest first",
+                {200: ok(_envelope(_page("Qr")), "A page of QRs")},
+                422,
+                params=[
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": QR_STATUSES},
+                    },
+                    LIMIT,
+                    CURSOR,
+                ],
+                tags=["qr"],
+            ),
+        },
+        "/qr/{qrId}": {
+            "get": _operation(
+                "One QR",
+                {200: ok(_envelope(_ref("Qr")), "The QR")},
+                404,
+                422,
+                params=[QR_ID],
+                tags=["qr"],
+            )
+        },
+        "/qr/{qrId}/image.svg": {
+            "get": _operation(
+                "The QR drawn as an SVG image",
+                {
+                    200: {
+                        "description": "The image",
+                        "content": {"image/svg+xml": {"schema": STRING}},
+                    }
+                },
+                404,
+                422,
+                params=[QR_ID],
+                tags=["qr"],
+            )
+        },
+        "/qr/{qrId}/cancel": {
+            "post": _operation(
+                "Cancel an active QR; emits `qr_status_change` (syncSource `user`)",
+                {200: ok(_envelope(_ref("Qr")), "Cancelled")},
+                404,
+                409,
+                422,
+                params=[QR_ID],
+                tags=["qr"],
+            )
+        },
+    }
+    payment_notice = _operation(
+        "The bank notifies a payment: recorded once, credited, maybe held for review; emits "
+        "`qr_payment`, `account_balance_update` and, for a single-use QR, `qr_status_change`",
+        {
+            200: ok(
+                _envelope(
+                    _ref("Payment"),
+                    duplicate={**BOOLEAN, "description": "A retry of a recorded payment"},
+                    **BANK_EXTRA,
+                ),
+                "Recorded (or already recorded: `duplicate: true`)",
+            )
+        },
+        404,
+        409,
+        body=PAYMENT_BODY,
+        security="bank",
+        tags=["bank"],
+    )
+    bank_ops = {
+        "/bank/payments": {"post": payment_notice},
+        "/hooks/baneco/notifyPayment": {"post": payment_notice},
+        "/bank/qr-status": {
+            "post": _operation(
+                "The bank syncs a QR's status; emits `qr_status_change` (syncSource `bank_api`)",
+                {
+                    200: ok(
+                        _envelope(
+                            _ref("Qr"),
+                            changed={**BOOLEAN, "description": "false: it had that status"},
+                            **BANK_EXTRA,
+                        ),
+                        "Synced",
+                    )
+                },
+                404,
+                409,
+                body=QR_STATUS_BODY,
+                security="bank",
+                tags=["bank"],
+            )
+        },
+        "/payments": {
+            "get": _operation(
+                "The account's payments, newest first",
+                {200: ok(_envelope(_page("Payment")), "A page of payments")},
+                422,
+                params=[LIMIT, CURSOR],
+                tags=["payments"],
+            )
+        },
+        "/payments/{transactionId}/release": {
+            "post": _operation(
+                "Release a payment held for review; emits `account_balance_update` "
+                "(movementType `review_release`)",
+                {200: ok(_envelope(_ref("Payment")), "Released")},
+                404,
+                409,
+                422,
+                params=[_path_param("transactionId", SAFE_ID)],
+                tags=["payments"],
+            )
+        },
+    }
+    stats = _operation(
+        "Open streams: totals, and the caller's own account (the admin sees every account)",
+        {200: ok(_envelope(_ref("Stats")), "Stream statistics")},
+        security="stats",
+        tags=["events"],
+    )
+    stats["security"] = SECURITY["stats"] + SECURITY["admin"]
+    ticket = _operation(
+        "A single-use ticket, valid 60 s, for `?ticket=` on the stream",
+        {201: ok(_envelope(_ref("Ticket")), "Issued")},
+        tags=["events"],
+    )
+    stream = _stream_operation()
+    event_ops = {}
+    for prefix in ("", "/api"):
+        event_ops[f"{prefix}/events/stream"] = {"get": stream}
+        event_ops[f"{prefix}/events/stats"] = {"get": stats}
+        event_ops[f"{prefix}/events/ticket"] = {"post": ticket}
+    admin_ops = {
+        "/admin/accounts": {
+            "post": _operation(
+                "Create an account",
+                {201: ok(_envelope(_ref("Account")), "Created")},
+                body=ACCOUNT_BODY,
+                security="admin",
+                tags=["admin"],
+            )
+        },
+        "/admin/accounts/{accountId}/users": {
+            "post": _operation(
+                "Create a user of an account",
+                {201: ok(_envelope(_ref("User")), "Created")},
+                404,
+                409,
+                body=USER_BODY,
+                params=[_path_param("accountId", {"type": "integer", "minimum": 1})],
+                security="admin",
+                tags=["admin"],
+            )
+        },
+        "/admin/accounts/{accountId}/api-keys": {
+            "post": _operation(
+                "Create an API key of an account (the key is shown once)",
+                {201: ok(_envelope(_ref("NewApiKey")), "Created")},
+                404,
+                body=ADMIN_API_KEY_BODY,
+                params=[_path_param("accountId", {"type": "integer", "minimum": 1})],
+                security="admin",
+                tags=["admin"],
+            )
+        },
+    }
+    other_ops = {
+        "/auth/login": {
+            "post": _operation(
+                "Email and password for a JWT (default lifetime 1 h)",
+                {200: ok(_envelope(_ref("Login")), "Logged in")},
+                401,
+                body=LOGIN_BODY,
+                security="none",
+                tags=["auth"],
+            )
+        },
+        "/health": {
+            "get": _operation(
+                "Liveness: the database and the broker are reachable",
+                {
+                    200: ok(_envelope(_ref("Health")), "Both reachable"),
+                    503: ok(_ref("Error"), "Something is down; `data` says what"),
+                },
+                security="none",
+                tags=["operations"],
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "Prometheus metrics (text exposition format)",
+                {200: {"description": "Metrics", "content": {"text/plain": {"schema": STRING}}}},
+                security="admin",
+                tags=["operations"],
+            )
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "This description",
+                {
+                    200: {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+                security="none",
+                tags=["operations"],
+            )
+        },
+        "/dashboard": {
+            "get": _operation(
+                "The live dashboard page",
+                {200: {"description": "HTML", "content": {"text/html": {"schema": STRING}}}},
+                security="none",
+                tags=["operations"],
+            )
+        },
+    }
+    return {**other_ops, **account_ops, **qr_ops, **bank_ops, **event_ops, **admin_ops}
+
+
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`qrk_...`) or a JWT from `POST /auth/login`",
+    },
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "api-key"},
+    "tokenQuery": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "A JWT or an API key; prefer a stream ticket in URLs",
+    },
+    "ticketQuery": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "ticket",
+        "description": "From `POST /events/ticket`: single use, 60 s; the stream only",
+    },
+    "admin": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The deployment's admin key (QREVENTS_ADMIN_API_KEY)",
+    },
+    "bankSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Bank-Signature",
+        "description": '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` keyed '
+        "with QREVENTS_BANK_WEBHOOK_SECRET; more than 300 s off is refused",
+    },
+    "bankBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The webhook secret itself, for banks that send only a static credential",
+    },
+}
+
+
+def build_spec():
+    """The whole OpenAPI document as a dict (built once per app, served as JSON)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "qrevents",
+            "version": "1",
+            "description": "Real-time events of a QR payment backend. Every JSON response is "
+            "the envelope `{success, message, data}`; errors add `error: {code, fields?}`.",
+        },
+        "paths": _paths(),
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
+    }

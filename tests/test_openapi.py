@@ -1,0 +1,160 @@
+"""``/openapi.json`` is true to the code: every route described, every real response valid."""
+
+import re
+from urllib.parse import urlparse
+
+import pytest
+import requests
+import schemathesis
+
+from qrevents import create_app
+from qrevents.openapi import build_spec
+from tests.live import ADMIN_KEY, BANK_SECRET, Api, dumps, payment_body
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _template(path):
+    """``/qr/<qr_id>`` and ``/qr/{qrId}`` both become ``/qr/{}``."""
+    return re.sub(r"<[^>]+>|\{[^}]+\}", "{}", path)
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("QREVENTS_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("QREVENTS_DATABASE_URL", f"sqlite:///{tmp_path / 'unit.db'}")
+    return create_app()
+
+
+def test_every_route_is_described_and_every_description_is_routed(app):
+    routed = {
+        (_template(rule.rule), method)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"  # Flask's own files: the dashboard's scripts
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    described = {
+        (_template(path), method.upper())
+        for path, item in build_spec()["paths"].items()
+        for method in item
+    }
+    assert routed - described == set(), "routes missing from the description"
+    assert described - routed == set(), "described routes the app does not have"
+
+
+def test_the_description_is_served_and_is_valid_openapi(api):
+    response = api.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == build_spec()
+    schema = schemathesis.openapi.from_dict(response.json())
+    schema["/events/stream"]["GET"]  # parses and resolves
+    catalog = response.json()["paths"]["/events/stream"]["get"]["x-sse-events"]
+    assert set(catalog) == {
+        "connection",
+        "heartbeat",
+        "qr_created",
+        "qr_payment",
+        "qr_status_change",
+        "account_balance_update",
+        "stream_closed",
+    }
+
+
+@pytest.fixture
+def recorded(server):
+    """An ``Api`` whose every response is kept, to be checked against the description."""
+    session = requests.Session()
+    responses = []
+    session.hooks["response"].append(lambda response, *args, **kwargs: responses.append(response))
+    return Api(server.base, session=session), responses
+
+
+def test_every_response_of_a_full_session_matches_the_description(recorded):
+    api, responses = recorded
+    _exercise_every_route(api)
+    schema = schemathesis.openapi.from_dict(build_spec())
+    seen = set()
+    for response in responses:
+        method, path = response.request.method, urlparse(response.url).path
+        operation = schema.find_operation_by_path(method, path)
+        assert operation is not None, f"{method} {path} is not described"
+        assert operation.responses.find_by_status_code(response.status_code) is not None, (
+            f"{method} {path} answered {response.status_code}, which is not described"
+        )
+        operation.validate_response(response)
+        seen.add((method, operation.path, response.status_code))
+    described_success = {
+        (method.upper(), path, int(status))
+        for path, item in build_spec()["paths"].items()
+        for method, operation in item.items()
+        for status in operation["responses"]
+        if status.startswith("2") and "stream" not in path and not path.startswith("/api/")
+    }
+    assert described_success - seen == set(), "success responses this session never checked"
+
+
+def _exercise_every_route(api):
+    """Every route, with its successes and its usual failures, as clients meet them."""
+    tenant = api.new_tenant()
+    auth = tenant.headers
+    api.post("/auth/login", json={"email": tenant.email, "password": "wrong password"})
+    api.post("/auth/login", data=b"{not json", headers={"Content-Type": "application/json"})
+    api.get("/accounts/me", headers=auth)
+    api.get("/accounts/me")
+    api.get("/accounts/me", headers={"Authorization": "Bearer qrk_unknown"})
+    created = api.post("/api-keys", json={"name": "ci"}, headers=auth).json()["data"]
+    api.get("/api-keys", headers=auth)
+    api.delete(f"/api-keys/{created['id']}", headers=auth)
+    api.delete("/api-keys/999999", headers=auth)
+    userless = api.admin(f"/admin/accounts/{tenant.account_id}/api-keys", {"name": "svc"})
+    api.post("/api-keys", json={"name": "x"}, headers={"Authorization": f"Bearer {userless['key']}"})
+
+    qr = api.create_qr(tenant, "10.00", transactionId="ORDER-1")
+    api.create_qr(tenant, "10.00", transactionId="ORDER-1")
+    api.post("/qr", data=dumps({"amount": 11, "currency": "BOB", "description": "x", "transactionId": "ORDER-1"}), headers=auth)
+    api.post("/qr", json={"amount": -1, "currency": "EUR"}, headers=auth)
+    api.get("/qr?status=active&limit=1", headers=auth)
+    api.get("/qr?limit=0", headers=auth)
+    api.get(f"/qr/{qr['qrId']}", headers=auth)
+    api.get("/qr/00000000000000000000", headers=auth)
+    api.get(f"/qr/{qr['qrId']}/image.svg", headers=auth)
+
+    api.pay(qr["qrId"], "10.00", "TXN_FLOW_1")
+    api.pay(qr["qrId"], "10.00", "TXN_FLOW_1")
+    api.pay(qr["qrId"], "12.00", "TXN_FLOW_1")
+    api.pay("00000000000000000000", "10.00")
+    api.post("/bank/payments", json=payment_body(qr["qrId"]))
+    held = api.create_qr(tenant, "5.00")
+    api.post(f"/qr/{held['qrId']}/cancel", headers=auth)
+    api.post(f"/qr/{held['qrId']}/cancel", headers=auth)
+    api.post(
+        "/hooks/baneco/notifyPayment",
+        data=dumps({"payment": payment_body(held["qrId"], "5.00", "TXN_FLOW_HELD")}),
+        headers={"Authorization": f"Bearer {BANK_SECRET}", "Content-Type": "application/json"},
+    )
+    api.bank("/bank/qr-status", {"qrId": qr["qrId"], "status": "completed"})
+    api.bank("/bank/qr-status", {"qrId": qr["qrId"], "status": "cancelled"})
+    api.get("/payments?limit=1", headers=auth)
+    api.get("/accounts/me/movements", headers=auth)
+    api.post("/payments/TXN_FLOW_HELD/release", headers=auth)
+    api.post("/payments/TXN_FLOW_HELD/release", headers=auth)
+    api.post("/payments/TXN_NOPE/release", headers=auth)
+
+    api.get("/events/stats", headers=auth)
+    api.get("/events/stats", headers=ADMIN)
+    api.post("/events/ticket", headers=auth)
+    api.get("/events/stream")
+    api.post("/admin/accounts", json={"name": "Otro"}, headers=ADMIN)
+    api.post("/admin/accounts", json={"name": "Otro", "currency": "BOB"})
+    api.post(
+        f"/admin/accounts/{tenant.account_id}/users",
+        json={"email": tenant.email, "password": "long enough", "name": "Dup"},
+        headers=ADMIN,
+    )
+    api.post("/admin/accounts/999999/api-keys", json={"name": "k"}, headers=ADMIN)
+    api.get("/health")
+    api.get("/openapi.json")
+    api.get("/metrics", headers=ADMIN)
+    api.get("/metrics", headers=auth)
+    api.get("/dashboard")
