@@ -1,0 +1,1 @@
+"""Benchmarks of qrevents against the limit of its stack and against flask-sse (issue 5)."""

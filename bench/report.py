@@ -1,0 +1,134 @@
+"""Medians over repetitions, and the table ``make bench`` prints and BENCHMARKS.md shows."""
+
+import statistics
+
+from .scenarios import CLIENT_BOUND
+
+
+def _client_bound(phase):
+    return isinstance(phase, dict) and (phase.get("client_cpu_pct") or 0) >= CLIENT_BOUND
+
+
+def median_of(values):
+    """Median of a list of like values: numbers by median, dicts key by key, else the first."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    first = present[0]
+    if isinstance(first, bool):
+        return statistics.median_low(sorted(present))
+    if isinstance(first, int | float):
+        return round(statistics.median(present), 4)
+    if isinstance(first, dict):
+        # A phase where the client was the bottleneck is discarded when a clean one exists.
+        clean = [v for v in present if not _client_bound(v)]
+        chosen = clean or present
+        keys = [k for k in first if k != "rows"]
+        merged = {k: median_of([v.get(k) for v in chosen]) for k in keys}
+        if any(_client_bound(v) for v in present):
+            merged["client_bound_runs"] = len(present) - len(clean)
+        if "rows" in first:
+            merged["rows"] = max((v["rows"] for v in chosen), key=len)
+        return merged
+    return first
+
+
+def fmt(value, digits=2):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+    return str(value)
+
+
+def ratio(value, limit):
+    if value is None or not limit:
+        return ""
+    return f" ({value / limit:.1f}×)"
+
+
+def rows(summary, order):
+    """``[(scenario, measure, {target: text})]`` for the targets in ``order``."""
+    out = []
+
+    def add(scenario, measure, pick, digits=2, with_ratio=False):
+        limit = pick(summary.get("limit")) if "limit" in summary else None
+        cells = {}
+        for name in order:
+            value = pick(summary.get(name))
+            text = fmt(value, digits)
+            if with_ratio and name != "limit":
+                text += ratio(value, limit)
+            cells[name] = text
+        out.append((scenario, measure, cells))
+
+    def get(*path):
+        def pick(result):
+            for key in path:
+                if not isinstance(result, dict):
+                    return None
+                result = result.get(key)
+            return result
+
+        return pick
+
+    levels = []
+    for result in summary.values():
+        for level in result.get("hold", {}):
+            if level not in levels:
+                levels.append(level)
+    for level in sorted(levels, key=int):
+        scenario = f"hold {int(level):,} idle streams"
+        add(scenario, "streams held", get("hold", level, "held"), 0)
+        add(scenario, "RSS per stream, KB", get("hold", level, "rss_per_stream_kb"), 1, True)
+        add(scenario, "CPU per new stream, ms", get("hold", level, "cpu_per_new_stream_ms"), 3)
+        add(scenario, "connect → first event p50, ms", get("hold", level, "first_event_p50_ms"))
+    scenario = "one event to N streams of one account"
+    add(scenario, "streams (N)", get("fanout", "streams"), 0)
+    add(scenario, "to last subscriber p50, ms", get("fanout", "to_last_p50_ms"), 1, True)
+    add(scenario, "delivery latency p99, ms", get("fanout", "latency_p99_ms"), 1)
+    add(scenario, "lost / duplicated", lambda r: _pair(r, "fanout"))
+    scenario = "fan-out under saturation"
+    add(scenario, "CPU per delivered event, µs", get("saturation", "cpu_per_delivery_us"), 1, True)
+    add(scenario, "+ Redis CPU per delivery, µs", get("saturation", "redis_cpu_per_delivery_us"), 1)
+    add(scenario, "deliveries/s", get("saturation", "deliveries_per_s"), 0)
+    add(scenario, "lost / duplicated", lambda r: _pair(r, "saturation"))
+    rate = next((r["payments"]["rate"] for r in summary.values() if r.get("payments")), "?")
+    scenario = f"payments open loop @{rate}/s"
+    add(scenario, "streams", get("payments", "streams"), 0)
+    add(scenario, "→ subscriber p50, ms", get("payments", "latency_p50_ms"))
+    add(scenario, "→ subscriber p99, ms", get("payments", "latency_p99_ms"))
+    add(scenario, "→ subscriber max, ms", get("payments", "latency_max_ms"))
+    add(scenario, "server CPU per payment, ms", get("payments", "cpu_per_payment_ms"), 3)
+    add(scenario, "lost / duplicated", lambda r: _pair(r, "payments"))
+    add(
+        "payments rate sweep",
+        "highest rate with p99 ≤ 50 ms, /s",
+        get("sweep", "highest_rate_p99_50ms"),
+        0,
+    )
+    scenario = "reconnect storm (all streams dropped at once)"
+    add(scenario, "streams", get("storm", "streams"), 0)
+    add(scenario, "events missed while away", get("storm", "missed_events"), 0)
+    add(scenario, "all reconnected, s", get("storm", "all_reconnected_s"))
+    add(scenario, "all resumed with replay, s", get("storm", "all_resumed_s"))
+    add(scenario, "lost / duplicated", lambda r: _pair(r, "storm"))
+    return out
+
+
+def _pair(result, phase):
+    if not result or not result.get(phase):
+        return None
+    data = result[phase]
+    return f"{fmt(data.get('lost'), 0)} / {fmt(data.get('duplicates'), 0)}"
+
+
+def markdown(summary, order):
+    header = "| scenario | measure | " + " | ".join(order) + " |"
+    lines = [header, "|" + "---|" * (len(order) + 2)]
+    last = None
+    for scenario, measure, cells in rows(summary, order):
+        shown = scenario if scenario != last else ""
+        last = scenario
+        lines.append(f"| {shown} | {measure} | " + " | ".join(cells[n] for n in order) + " |")
+    return "\n".join(lines)

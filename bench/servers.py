@@ -1,0 +1,348 @@
+"""The servers under test: started pinned to one core, measured from /proc, then stopped.
+
+Each target knows how to start its server, how a stream asks to subscribe to a channel
+(an account), and how to trigger one event carrying the bench's marker: a QR or a signed
+bank payment for qrevents, a publish call for the limit and for flask-sse.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from .client import http_request
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+SERVER_CPU = 0
+CLIENT_CPU = 1
+BANK_SECRET = "bench-bank-secret"
+ADMIN_KEY = "qra_bench_admin_key"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pin_to_server_core():
+    os.sched_setaffinity(0, {SERVER_CPU})
+
+
+def process_tree(pid):
+    """``pid`` and its children (the gunicorn master and its workers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [pid] + [int(child) for child in children]
+
+
+def cpu_seconds(pids):
+    """User + system CPU of these processes so far (clock-tick resolution)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def rss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
+        except OSError:
+            continue
+    return total
+
+
+def redis_cpu_seconds(url):
+    """Redis's own CPU so far (flask-sse fans out inside Redis); None without Redis."""
+    if not url:
+        return None
+    import redis
+
+    info = redis.Redis.from_url(url).info("cpu")
+    return info["used_cpu_sys"] + info["used_cpu_user"]
+
+
+def payload(marker_text):
+    """Data of the size and shape of a qrevents ``qr_payment`` event, for the baselines."""
+    return {
+        "qrId": "26112800000000000001",
+        "transactionId": "BNK" + uuid.uuid4().hex[:16].upper(),
+        "amount": 1.00,
+        "currency": "BOB",
+        "senderName": marker_text,
+        "senderDocumentId": "12345678",
+        "senderAccount": "1234567890",
+        "senderBankCode": "BANECO",
+        "description": "bench",
+        "paymentDate": "2026-11-28T02:00:00.000Z",
+        "paymentTime": None,
+        "singleUse": False,
+        "newStatus": "active",
+        "review": False,
+        "reviewReason": None,
+    }
+
+
+class Server:
+    """A server process pinned to the server core, logging to a file in ``workdir``."""
+
+    name = "server"
+    has_connection_event = True
+    supports_resume = True
+    max_streams = 19000
+    redis_url = None
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.process = None
+
+    def command(self):
+        raise NotImplementedError
+
+    def environment(self):
+        return dict(os.environ)
+
+    def start(self, timeout=30):
+        log = open(self.workdir / f"{self.name}.log", "ab")
+        self.process = subprocess.Popen(
+            self.command(),
+            cwd=ROOT,
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pin_to_server_core,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {self.workdir}")
+            if self._answers():
+                time.sleep(0.3)  # let the workers finish starting
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer within {timeout}s")
+
+    def _answers(self):
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                sock.sendall(http_request("GET", self.probe_path))
+                return sock.recv(64).startswith(b"HTTP/1.1 2")
+        except OSError:
+            return False
+
+    probe_path = "/"
+
+    def pids(self):
+        return process_tree(self.process.pid)
+
+    def stop(self):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    async def setup(self, http, accounts):
+        """The channels (one per account) the scenarios use; made once per target."""
+        return [f"bench-{uuid.uuid4().hex[:8]}-{n}" for n in range(accounts)]
+
+
+class LimitServer(Server):
+    """Bare gevent writing one preformatted frame to every socket of a channel."""
+
+    name = "limit"
+    probe_path = "/publish?channel=probe"
+
+    def command(self):
+        return [str(BIN / "python"), "-m", "bench.limit_server", "--port", str(self.port)]
+
+    def _answers(self):
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                sock.sendall(http_request("POST", self.probe_path))
+                return sock.recv(64).startswith(b"HTTP/1.1 2")
+        except OSError:
+            return False
+
+    def stream_request(self, channel, last_id=None):
+        headers = [("Last-Event-ID", last_id)] if last_id else []
+        return http_request("GET", f"/stream?channel={channel}", headers=headers)
+
+    def publish_request(self, channel, marker_text, kind):
+        body = json.dumps(payload(marker_text), separators=(",", ":")).encode()
+        return http_request("POST", f"/publish?channel={channel}&type=qr_payment", body)
+
+
+class FlaskSseServer(Server):
+    """flask-sse 1.0.0 on gunicorn gevent; its streams each hold a Redis connection."""
+
+    name = "flask-sse"
+    has_connection_event = False
+    supports_resume = False
+
+    def __init__(self, workdir, redis_url, max_streams):
+        super().__init__(workdir)
+        self.redis_url = redis_url
+        self.max_streams = max_streams
+
+    def command(self):
+        return [
+            str(BIN / "gunicorn"),
+            "--config",
+            "python:bench.flask_sse_conf",
+            "--bind",
+            f"{self.host}:{self.port}",
+            "bench.flask_sse_app:app",
+        ]
+
+    def environment(self):
+        return {**os.environ, "BENCH_SSE_REDIS_URL": self.redis_url}
+
+    def _answers(self):
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                body = b'{"channel":"probe","type":"probe","data":{}}'
+                headers = [("Content-Type", "application/json")]
+                sock.sendall(http_request("POST", "/publish", body, headers))
+                return sock.recv(64).startswith(b"HTTP/1.1 2")
+        except OSError:
+            return False
+
+    def stream_request(self, channel, last_id=None):
+        headers = [("Last-Event-ID", last_id)] if last_id else []
+        return http_request("GET", f"/stream?channel={channel}", headers=headers)
+
+    def publish_request(self, channel, marker_text, kind):
+        body = {"channel": channel, "type": "qr_payment", "data": payload(marker_text)}
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        return http_request("POST", "/publish", raw, [("Content-Type", "application/json")])
+
+
+class QreventsServer(Server):
+    """qrevents as deployed: ``gunicorn app:app`` with the repo's gunicorn.conf.py."""
+
+    probe_path = "/health"
+
+    def __init__(self, workdir, name, database_url=None, redis_url=None, workers=1):
+        super().__init__(workdir)
+        self.name = name
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.workers = workers
+        self.prefix = f"qrevents-bench-{uuid.uuid4().hex[:8]}:"
+
+    def command(self):
+        return [str(BIN / "gunicorn"), "app:app"]
+
+    def environment(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QREVENTS_")}
+        env.update(
+            QREVENTS_INSTANCE_PATH=str(self.workdir / "instance"),
+            QREVENTS_BIND=f"{self.host}:{self.port}",
+            QREVENTS_JWT_SECRET_KEY="bench-jwt-secret-of-at-least-32-bytes!!",
+            QREVENTS_ADMIN_API_KEY=ADMIN_KEY,
+            QREVENTS_BANK_WEBHOOK_SECRET=BANK_SECRET,
+            QREVENTS_MAX_STREAMS_PER_ACCOUNT="20000",
+            QREVENTS_WORKER_CONNECTIONS="19500",
+            QREVENTS_LOG_LEVEL="warning",
+            WEB_CONCURRENCY=str(self.workers),
+        )
+        if self.database_url:
+            env["QREVENTS_DATABASE_URL"] = self.database_url
+        if self.redis_url:
+            env["QREVENTS_REDIS_URL"] = self.redis_url
+            env["QREVENTS_REDIS_PREFIX"] = self.prefix
+        return env
+
+    async def setup(self, http, accounts):
+        """An account, an API key and a reusable QR per channel, through the admin API."""
+        import asyncio
+
+        admin = [("Authorization", f"Bearer {ADMIN_KEY}"), ("Content-Type", "application/json")]
+
+        async def call(method, path, body, headers):
+            raw = json.dumps(body).encode()
+            status, answer = await http.request(http_request(method, path, raw, headers))
+            if status not in (200, 201):
+                raise RuntimeError(f"{path}: {status} {answer[:200]!r}")
+            return json.loads(answer)["data"]
+
+        async def one(n):
+            body = {"name": f"Bench {n}", "currency": "BOB"}
+            account = await call("POST", "/admin/accounts", body, admin)
+            key = await call(
+                "POST", f"/admin/accounts/{account['id']}/api-keys", {"name": "bench"}, admin
+            )
+            auth = [("Authorization", f"Bearer {key['key']}"), ("Content-Type", "application/json")]
+            qr = await call(
+                "POST",
+                "/qr",
+                {"amount": 1.00, "currency": "BOB", "description": "bench", "singleUse": False},
+                auth,
+            )
+            return {"account": account["id"], "key": key["key"], "qr": qr["qrId"]}
+
+        channels = []
+        for start in range(0, accounts, 32):
+            batch = range(start, min(accounts, start + 32))
+            channels += await asyncio.gather(*(one(n) for n in batch))
+        return channels
+
+    def stream_request(self, channel, last_id=None):
+        headers = [("Authorization", f"Bearer {channel['key']}"), ("Accept", "text/event-stream")]
+        if last_id:
+            headers.append(("Last-Event-ID", last_id))
+        return http_request("GET", "/events/stream", headers=headers)
+
+    def publish_request(self, channel, marker_text, kind):
+        """``fanout``: a new QR (``qr_created``); ``payment``: a signed bank payment."""
+        from qrevents.bank_signature import sign
+
+        if kind == "fanout":
+            body = {"amount": 1.00, "currency": "BOB", "description": marker_text}
+            headers = [("Authorization", f"Bearer {channel['key']}")]
+            path = "/qr"
+        else:
+            body = {
+                "qrId": channel["qr"],
+                "transactionId": "B" + uuid.uuid4().hex[:20],
+                "amount": 1.00,
+                "currency": "BOB",
+                "senderName": marker_text,
+                "senderDocumentId": "12345678",
+                "senderAccount": "1234567890",
+                "senderBankCode": "BANECO",
+                "description": "bench",
+                "paymentDate": "2026-11-28T02:00:00.000Z",
+            }
+            path = "/bank/payments"
+            headers = []
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        if kind != "fanout":
+            headers = [("X-Bank-Signature", sign(BANK_SECRET, raw))]
+        headers.append(("Content-Type", "application/json"))
+        return http_request("POST", path, raw, headers)

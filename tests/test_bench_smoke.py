@@ -1,0 +1,60 @@
+"""The benchmark harness, run tiny against a real qrevents server, so it cannot rot.
+
+A few streams, a few events of every scenario: everything delivered, nothing twice.
+"""
+
+import asyncio
+
+import pytest
+
+from bench.client import HttpClient
+from bench.scenarios import Repetition, Scale
+from bench.servers import QreventsServer
+
+TINY = Scale(
+    levels=(6,),
+    fanout_streams=4,
+    fanout_events=2,
+    saturation_events=3,
+    accounts=3,
+    per_account=2,
+    payment_rate=20,
+    payment_seconds=0.5,
+    sweep_rates=(20,),
+    sweep_seconds=0.5,
+    storm_live_rate=20,
+    ramp_rate=200,
+    in_flight=8,
+)
+
+
+@pytest.fixture
+def qrevents_server(tmp_path):
+    server = QreventsServer(tmp_path, "qrevents-smoke")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def run_tiny(server):
+    http = HttpClient(server.host, server.port, max_connections=4)
+    channels = await server.setup(http, TINY.accounts)
+    http.close()
+    return await Repetition(server, channels, TINY, lambda message: None).run()
+
+
+def test_bench_harness_counts_every_event_once(qrevents_server):
+    result = asyncio.run(run_tiny(qrevents_server))
+
+    assert result["hold"]["6"]["held"] == 6
+    assert result["hold"]["6"]["first_event_p50_ms"] is not None
+    for phase in ("fanout", "saturation", "payments", "storm"):
+        assert result[phase]["lost"] == 0, (phase, result[phase])
+        assert result[phase]["duplicates"] == 0, (phase, result[phase])
+    assert result["fanout"]["deliveries"] == 4 * 2
+    assert result["saturation"]["deliveries"] == 4 * 3
+    assert result["payments"]["deliveries"] == result["payments"]["accepted"] * 2
+    assert result["payments"]["errors"] == 0
+    assert result["storm"]["missed_events"] == 3
+    assert result["storm"]["all_resumed_s"] is not None
+    assert result["publish_errors"] == 0
