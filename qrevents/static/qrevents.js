@@ -285,7 +285,8 @@ export class QrEventsClient {
   setState(state, detail = {}) {
     if (this.state === state) return;
     this.state = state;
-    this.emit('state', state, { type: 'state', id: null, lastEventId: this.lastEventId, ...detail });
+    const meta = { type: 'state', id: null, lastEventId: this.lastEventId, ...detail };
+    this.emit('state', state, meta);
   }
 
   signOut(reason) {

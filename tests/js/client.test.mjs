@@ -78,7 +78,10 @@ test('a dropped stream resumes from the last durable event, not a heartbeat', as
         frame('heartbeat', { timestamp: 't' }),
       ],
     },
-    { open: true, frames: [connection(true, 1), frame('qr_payment', { qrId: 'Q1' }, 'qr_payment_T1')] },
+    {
+      open: true,
+      frames: [connection(true, 1), frame('qr_payment', { qrId: 'Q1' }, 'qr_payment_T1')],
+    },
   ]);
   const client = newClient(server);
   const seen = [];

@@ -43,7 +43,8 @@ function balance(newBalance, newAvailableBalance, extra = {}) {
 function loaded(snapshot = {}) {
   const state = new DashboardState();
   state.beginSync();
-  state.applySnapshot({ account: ACCOUNT, latestMovement: null, qrs: [], payments: [], ...snapshot });
+  const empty = { account: ACCOUNT, latestMovement: null, qrs: [], payments: [] };
+  state.applySnapshot({ ...empty, ...snapshot });
   return state;
 }
 
@@ -129,15 +130,18 @@ test('a payment already in the snapshot is neither listed twice nor announced', 
 });
 
 test('a status change applies only to the status it starts from', () => {
-  const state = loaded({ qrs: [qr('Q1', 'cancelled')] });
-  state.apply('qr_status_change', { qrId: 'Q1', previousStatus: 'active', newStatus: 'expired' });
-  assert.equal(state.qrs.get('Q1').status, 'cancelled');
-  state.apply('qr_status_change', { qrId: 'Q1', previousStatus: 'cancelled', newStatus: 'completed' });
+  // The snapshot already shows the QR used; the stale active -> used arrives after it.
+  const state = loaded({ qrs: [qr('Q1', 'used')] });
+  state.apply('qr_status_change', { qrId: 'Q1', previousStatus: 'active', newStatus: 'used' });
+  state.apply('qr_status_change', { qrId: 'Q1', previousStatus: 'used', newStatus: 'completed' });
   assert.equal(state.qrs.get('Q1').status, 'completed');
+  state.apply('qr_status_change', { qrId: 'Q1', previousStatus: 'active', newStatus: 'expired' });
+  assert.equal(state.qrs.get('Q1').status, 'completed', 'a late change never undoes a newer one');
 });
 
 test('a held payment is listed until its release arrives', () => {
-  const state = loaded({ payments: [payment('OLD', { review: true, releasedAt: '2026-01-01T00:00:00.000Z' })] });
+  const released = payment('OLD', { review: true, releasedAt: '2026-01-01T00:00:00.000Z' });
+  const state = loaded({ payments: [released] });
   assert.equal(state.held.newestFirst().length, 0, 'a released payment is not held');
   const { notifications } = state.apply(
     'qr_payment',

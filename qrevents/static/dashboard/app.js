@@ -42,6 +42,15 @@ const STATUS_LABELS = {
   cancelled: 'Cancelado',
 };
 
+const REVIEW_REASONS = {
+  qr_used: 'El QR ya estaba usado',
+  qr_completed: 'El QR ya estaba completado',
+  qr_expired: 'El QR estaba vencido',
+  qr_cancelled: 'El QR estaba cancelado',
+  past_due_date: 'Pagado después del vencimiento',
+  amount_mismatch: 'El monto no coincide con el del QR',
+};
+
 const $ = (id) => document.getElementById(id);
 
 /** The signed-in session: `{token, kind}` (one per tab, in sessionStorage). */
@@ -357,7 +366,9 @@ function createQrRow(qr) {
   const status = element('span', 'status');
   const cancel = element('button', 'secondary cancel', 'Cancelar');
   cancel.type = 'button';
-  cancel.addEventListener('click', () => act(cancel, `qr/${qr.qrId}/cancel`, 'No se pudo cancelar'));
+  cancel.addEventListener('click', () =>
+    act(cancel, `qr/${qr.qrId}/cancel`, 'No se pudo cancelar'),
+  );
   side.append(status, cancel);
   row.append(
     image,
@@ -432,10 +443,14 @@ function createHeldRow(payment) {
   row.append(
     element('span', 'row-amount', formatMoney(payment.amountCents, payment.currency)),
     element('span', 'row-detail', paymentSummary(payment)),
-    element('span', 'row-detail', payment.reviewReason || ''),
+    element('span', 'row-detail', reviewReason(payment)),
     side,
   );
   return row;
+}
+
+function reviewReason(payment) {
+  return REVIEW_REASONS[payment.reviewReason] || payment.reviewReason || '';
 }
 
 function announce(payments) {

@@ -54,8 +54,8 @@ export function formatDateTime(iso) {
 }
 
 /**
- * The JSON number for an amount typed by a person (`1100,5`, `1.100,50`, `1.100`, `1100.50`), or null
- * when it is not a positive amount with at most two decimals.
+ * The JSON number for an amount typed by a person (`1100,5`, `1.100,50`, `1.100`, `1100.50`),
+ * or null when it is not a positive amount with at most two decimals.
  */
 export function parseAmount(text) {
   let value = String(text).trim().replace(/\s/g, '');
