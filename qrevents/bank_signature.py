@@ -30,7 +30,8 @@ def verify(secret, body, signature_header, authorization_header, now=None):
 def _valid_signature(secret, body, header, now):
     parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
     timestamp, given = parts.get("t", ""), parts.get("v1", "")
-    if not timestamp.isdigit() or len(timestamp) > 12 or not given:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12 or not given:
         return False
     now = time.time() if now is None else now
     if abs(now - int(timestamp)) > TOLERANCE_SECONDS:

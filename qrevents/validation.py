@@ -15,6 +15,10 @@ from .sse import SAFE_ID
 LA_PAZ = timezone(timedelta(hours=-4), "America/La_Paz")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?\Z")
+# ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+_DIGITS = re.compile(r"[0-9]+\Z")
+# Largest id a URL may name: SQLite cannot bind a larger int (a 500 otherwise).
+MAX_ID = 2**63 - 1
 
 
 def _reject_constant(name):
@@ -69,6 +73,9 @@ class Fields:
             self.fail(name, f"must be at most {max_length} characters")
         elif any(ch in value for ch in "\r\n\x00"):
             self.fail(name, "must not contain line breaks or NUL")
+        elif not _encodable(value):
+            # A lone surrogate ("\ud800" in JSON) cannot be stored or sent as UTF-8.
+            self.fail(name, "must be valid Unicode text")
         else:
             return value
         return None
@@ -169,6 +176,14 @@ class Fields:
             raise ValidationFailed(fields=self.errors)
 
 
+def _encodable(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_moment(text, date_at):
     """Naive UTC datetime of an ISO date-time (naive means UTC) or of a La Paz date."""
     if len(text) > 40:
@@ -179,10 +194,10 @@ def parse_moment(text, date_at):
             local = datetime.combine(day, date_at, tzinfo=LA_PAZ)
             return local.astimezone(UTC).replace(tzinfo=None)
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved across UTC
         return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
@@ -192,13 +207,13 @@ def page_args(default_limit=50, max_limit=200):
     limit, cursor = default_limit, None
     raw_limit = request.args.get("limit")
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
+        if not _DIGITS.match(raw_limit) or not 1 <= int(raw_limit) <= max_limit:
             errors["limit"] = f"must be a whole number from 1 to {max_limit}"
         else:
             limit = int(raw_limit)
     raw_cursor = request.args.get("cursor")
     if raw_cursor is not None:
-        if not raw_cursor.isdigit() or len(raw_cursor) > 18:
+        if not _DIGITS.match(raw_cursor) or len(raw_cursor) > 18:
             errors["cursor"] = "is not a cursor this API returned"
         else:
             cursor = int(raw_cursor)

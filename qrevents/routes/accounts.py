@@ -7,7 +7,7 @@ from ..envelope import success
 from ..resources import account_json, api_key_json, movement_json, page_json
 from ..services import accounts
 from ..services.ledger import list_movements
-from ..validation import Fields, json_object, page_args
+from ..validation import MAX_ID, Fields, json_object, page_args
 
 bp = Blueprint("accounts", __name__)
 
@@ -51,7 +51,7 @@ def list_api_keys():
     )
 
 
-@bp.delete("/api-keys/<int:key_id>")
+@bp.delete(f"/api-keys/<int(max={MAX_ID}):key_id>")
 def revoke_api_key(key_id):
     identity = authenticate()
     forbid_unless_user(identity)

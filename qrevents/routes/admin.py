@@ -6,7 +6,7 @@ from ..auth import require_admin
 from ..envelope import success
 from ..resources import account_json, api_key_json, user_json
 from ..services import accounts
-from ..validation import Fields, json_object
+from ..validation import MAX_ID, Fields, json_object
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -25,7 +25,7 @@ def create_account():
     return success("Cuenta creada", account_json(accounts.create_account(name, currency)), 201)
 
 
-@bp.post("/accounts/<int:account_id>/users")
+@bp.post(f"/accounts/<int(max={MAX_ID}):account_id>/users")
 def create_user(account_id):
     fields = Fields(json_object())
     email = fields.email("email")
@@ -38,7 +38,7 @@ def create_user(account_id):
     return success("Usuario creado", user_json(user), 201)
 
 
-@bp.post("/accounts/<int:account_id>/api-keys")
+@bp.post(f"/accounts/<int(max={MAX_ID}):account_id>/api-keys")
 def create_api_key(account_id):
     fields = Fields(json_object())
     name = fields.string("name", max_length=120)
