@@ -67,9 +67,9 @@ def tenant(a):
     return a.new_tenant()
 
 
-def logged_event_ids(deployment, account_id):
+def logged_event_ids(database_url, account_id):
     """Every durable event id of an account, in sequence order, as the event log holds them."""
-    with psycopg2.connect(deployment["database_url"]) as conn, conn.cursor() as cursor:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cursor:
         cursor.execute(
             "SELECT event_id FROM event WHERE account_id = %s ORDER BY seq", [account_id]
         )
@@ -165,7 +165,7 @@ def test_clients_of_a_sigkilled_worker_resume_elsewhere_with_nothing_lost(
         # The dead worker's count expires on its own; only the resumed stream remains.
         assert wait_for(lambda: stream_count(b, tenant.account_id) == 1, timeout=6)
     assert counted_with_the_dead == 2
-    assert [e.id for e in got] == logged_event_ids(deployment, tenant.account_id)
+    assert [e.id for e in got] == logged_event_ids(deployment["database_url"], tenant.account_id)
     assert wait_for(lambda: requests.get(a.url("/health")).status_code == 200, timeout=15)
 
 
@@ -242,7 +242,7 @@ def test_sigterm_ends_streams_with_server_shutdown_and_clients_resume_elsewhere(
     finally:
         leaving.stop()
     assert tail[-1].data["reason"] == "server_shutdown"
-    assert [e.id for e in got] == logged_event_ids(deployment, tenant.account_id)
+    assert [e.id for e in got] == logged_event_ids(deployment["database_url"], tenant.account_id)
 
 
 def test_two_workers_on_one_port_serve_every_stream_every_event(deployment, tmp_path):

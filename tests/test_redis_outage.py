@@ -135,7 +135,7 @@ def test_redis_outage_delays_events_but_loses_and_repeats_none(tmp_path, private
         a.session.close(), b.session.close()
         for live in servers:
             live.stop()
-    logged = logged_event_ids(settings, tenant.account_id)
+    logged = logged_event_ids(settings["database_url"], tenant.account_id)
     assert logged[-1] == f"qr_created_{after}"
     assert [f"qr_created_{before}", *ids_a] == logged
     assert [f"qr_created_{before}", *ids_b] == logged
