@@ -111,10 +111,11 @@ def qr_row(page, qr_id):
     return page.locator(f'#qr-list li[data-qr-id="{qr_id}"]')
 
 
-def create_qr_on_page(page, amount, description, *, single_use=True):
+def create_qr_on_page(page, amount, description, *, single_use=True, modify_amount=False):
     page.fill("#qr-form [name=amount]", amount)
     page.fill("#qr-form [name=description]", description)
     page.set_checked("#qr-form [name=singleUse]", single_use)
+    page.set_checked("#qr-form [name=modifyAmount]", modify_amount)
     page.click("#qr-form button[type=submit]")
     row = page.locator("#qr-list li", has_text=description)
     expect(row).to_have_count(1)
@@ -207,7 +208,7 @@ def test_events_sent_while_the_server_was_down_appear_exactly_once(browser, tmp_
         api = Api(first.base)
         tenant = api.new_tenant()
         sign_in(page, first.base, tenant)
-        qr_id = create_qr_on_page(page, "25", "Cuota mensual", single_use=False)
+        qr_id = create_qr_on_page(page, "25", "Cuota mensual", single_use=False, modify_amount=True)
         before = api.pay(qr_id, "25").json()["data"]["transactionId"]
         expect(feed_row(page, before)).to_have_count(1, timeout=LIVE_MS)
 
@@ -235,6 +236,7 @@ def test_events_sent_while_the_server_was_down_appear_exactly_once(browser, tmp_
         for transaction_id in missed:
             expect(feed_row(page, transaction_id)).to_have_count(1)
         expect(page.locator("#balance")).to_have_text("Bs 40,50")
+        expect(page.locator("#available")).to_have_text("Bs 40,50")
         expect(qr_row(page, other["qrId"]).locator(".status")).to_have_attribute(
             "data-status", "cancelled"
         )
