@@ -49,6 +49,7 @@ AMOUNT_IN = {
 }
 SAFE_ID = {"type": "string", "pattern": SAFE_ID_PATTERN, "maxLength": 64}
 CURRENCY = {"type": "string", "enum": CURRENCIES}
+ROW_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
 
 def _string(max_length, **extra):
@@ -539,7 +540,7 @@ def _paths():
                 {200: ok(_envelope(_ref("ApiKey")), "Revoked")},
                 403,
                 404,
-                params=[_path_param("keyId", {"type": "integer", "minimum": 1})],
+                params=[_path_param("keyId", ROW_ID)],
                 tags=["accounts"],
             )
         },
@@ -708,7 +709,7 @@ def _paths():
                 404,
                 409,
                 body=USER_BODY,
-                params=[_path_param("accountId", {"type": "integer", "minimum": 1})],
+                params=[_path_param("accountId", ROW_ID)],
                 security="admin",
                 tags=["admin"],
             )
@@ -719,7 +720,7 @@ def _paths():
                 {201: ok(_envelope(_ref("NewApiKey")), "Created")},
                 404,
                 body=ADMIN_API_KEY_BODY,
-                params=[_path_param("accountId", {"type": "integer", "minimum": 1})],
+                params=[_path_param("accountId", ROW_ID)],
                 security="admin",
                 tags=["admin"],
             )

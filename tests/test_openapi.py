@@ -108,11 +108,19 @@ def _exercise_every_route(api):
     api.delete(f"/api-keys/{created['id']}", headers=auth)
     api.delete("/api-keys/999999", headers=auth)
     userless = api.admin(f"/admin/accounts/{tenant.account_id}/api-keys", {"name": "svc"})
-    api.post("/api-keys", json={"name": "x"}, headers={"Authorization": f"Bearer {userless['key']}"})
+    api.post(
+        "/api-keys", json={"name": "x"}, headers={"Authorization": f"Bearer {userless['key']}"}
+    )
 
     qr = api.create_qr(tenant, "10.00", transactionId="ORDER-1")
     api.create_qr(tenant, "10.00", transactionId="ORDER-1")
-    api.post("/qr", data=dumps({"amount": 11, "currency": "BOB", "description": "x", "transactionId": "ORDER-1"}), headers=auth)
+    api.post(
+        "/qr",
+        data=dumps(
+            {"amount": 11, "currency": "BOB", "description": "x", "transactionId": "ORDER-1"}
+        ),
+        headers=auth,
+    )
     api.post("/qr", json={"amount": -1, "currency": "EUR"}, headers=auth)
     api.get("/qr?status=active&limit=1", headers=auth)
     api.get("/qr?limit=0", headers=auth)
