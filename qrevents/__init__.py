@@ -14,7 +14,6 @@ from flask import Flask, request
 from flask.json.provider import JSONProvider
 from flask_jwt_extended import JWTManager
 from gevent import monkey
-from werkzeug.routing import IntegerConverter
 
 from models import bind_database, create_tables, database
 
@@ -70,7 +69,6 @@ def create_app(test_config=None):
     _register_connection_scope(app, delivery, start_delivery=serving_under_gevent)
     logs.init_app(app)
     register_error_handlers(app)
-    app.url_map.converters["int"] = RowIdConverter
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
 
@@ -78,14 +76,6 @@ def create_app(test_config=None):
 
     register_commands(app)
     return app
-
-
-class RowIdConverter(IntegerConverter):
-    """``<int:...>`` ids fit a database row id: a larger number is no route (404), where
-    it would overflow the driver's 64-bit integer (a 500, found by the fuzzer)."""
-
-    def __init__(self, url_map, fixed_digits=0, min=None, max=2**63 - 1, signed=False):
-        super().__init__(url_map, fixed_digits, min, max, signed)
 
 
 def _require_greenlet_local_connections():
