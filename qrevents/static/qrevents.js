@@ -342,6 +342,7 @@ export class QrEventsClient {
   /** One connection, to its end: `{retry, reason?, minDelayMs?}`. */
   async connectOnce() {
     const credential = await this.credential();
+    if (this.stopped) return { retry: false }; // closed while the credential was awaited
     if (!credential) {
       this.signOut('missing_credentials');
       return { retry: false };
@@ -426,6 +427,7 @@ export class QrEventsClient {
     }
     if (!response.ok) return { retry: true, reason: `http_${response.status}` };
     const { ticket } = (await response.json()).data;
+    if (this.stopped) return { retry: false };
     const url = new URL(this.url('events/stream'));
     url.searchParams.set('ticket', ticket);
     if (this.lastEventId) url.searchParams.set('lastEventId', this.lastEventId);

@@ -337,3 +337,24 @@ test('backoff doubles from the base up to the cap, jittered between half and all
   assert.ok(backoffDelay(2, 1000, 30000, high) > 3999);
   assert.equal(backoffDelay(50, 1000, 30000, low), 15000);
 });
+
+test('close() while the credential is being fetched opens no stream', async () => {
+  const server = scriptedServer([{ open: true, frames: [connection(false)] }]);
+  let asked = false;
+  let release;
+  const later = new Promise((resolve) => {
+    release = resolve;
+  });
+  const client = newClient(server, {
+    credential: () => {
+      asked = true;
+      return later;
+    },
+  });
+  client.start();
+  await eventually(() => asked);
+  client.close();
+  release('qrk_late');
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(server.requests.length, 0);
+});
