@@ -18,6 +18,7 @@ from .clock import iso, utcnow
 from .money import CURRENCIES
 from .services import accounts
 from .services.qrs import expire_overdue
+from .services.retention import prune
 from .sse import dumps
 
 DEMO_EMAIL = "demo@qrevents.test"
@@ -32,6 +33,7 @@ def register_commands(app):
         demo,
         bank_pay,
         expire_qrs,
+        prune_events,
     ):
         app.cli.add_command(command)
 
@@ -178,3 +180,19 @@ def expire_qrs():
     """Expire overdue QRs once (every worker also does this periodically)."""
     with database.connection_context():
         click.echo(f"expired {expire_overdue()} QRs")
+
+
+@click.command("prune-events")
+@click.option(
+    "--days",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Default: QREVENTS_EVENT_RETENTION_DAYS.",
+)
+def prune_events(days):
+    """Delete events older than the retention, and expired stream tickets, once."""
+    if days is None:
+        days = current_app.config["QREVENTS"]["EVENT_RETENTION_DAYS"]
+    with database.connection_context():
+        events, tickets = prune(days)
+    click.echo(f"pruned {events} events older than {days} days and {tickets} expired tickets")

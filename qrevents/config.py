@@ -19,6 +19,11 @@ DEFAULTS = {
     "JWT_EXPIRES_SECONDS": 3600,
     "EXPIRY_SWEEP_SECONDS": 5.0,
     "RECONCILE_SECONDS": 1.0,
+    "RETENTION_SWEEP_SECONDS": 3600.0,  # how often each worker prunes the event log
+    # Abuse limits (flask-limiter syntax; "off" disables one), shared through Redis if set.
+    "LOGIN_LIMIT_PER_EMAIL": "5 per minute",
+    "LOGIN_LIMIT_PER_ADDRESS": "30 per minute",
+    "API_RATE_LIMIT": "3000 per minute",  # per credential, REST API only
     "BIND": "127.0.0.1:8000",
     "ENV": "development",
 }

@@ -14,6 +14,7 @@ from .hub import AccountHub
 from .services.accounts import revoked_key_ids
 from .services.eventlog import current_seqs, frames_between
 from .services.qrs import expire_overdue
+from .services.retention import prune
 from .signals import api_key_revoked, events_committed
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,16 @@ class Delivery:
         self._tasks = [
             gevent.spawn(self._every, self.settings["RECONCILE_SECONDS"], self.hub.reconcile),
             gevent.spawn(self._every, self.settings["EXPIRY_SWEEP_SECONDS"], self._sweep),
+            gevent.spawn(self._every, self.settings["RETENTION_SWEEP_SECONDS"], self._prune),
         ]
 
     def _sweep(self):
         with database.connection_context():
             expire_overdue()
+
+    def _prune(self):
+        with database.connection_context():
+            prune(self.settings["EVENT_RETENTION_DAYS"])
 
     def _every(self, seconds, task):
         while True:
