@@ -111,6 +111,7 @@ class Repetition:
         self.seq = 0
         self.expected = {}  # channel index -> [seq answered 2xx]
         self.publish_errors = 0
+        self.opened_ns = 0
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -163,11 +164,24 @@ class Repetition:
         streams = await self.pool.open(
             requests, rate or self.scale.ramp_rate, in_flight or self.scale.in_flight, ready
         )
+        self.opened_ns = monotonic_ns()
         if server.has_connection_event:
             await self.until(lambda: all(s.first or not s.open for s in streams), 30)
         else:
             await self.settle()
         return streams
+
+    async def first_event_alone(self, count=20):
+        """Connect → first event for streams opened one at a time: no ramp queue in front."""
+        if not self.server.has_connection_event:
+            return None, None
+        took = []
+        for _ in range(count):
+            (stream,) = await self.open_streams([(0, None)], in_flight=1)
+            if stream.first:
+                took.append(stream.first - stream.started)
+            self.pool.close([stream])
+        return ms(pct(took, 50)), ms(pct(took, 99))
 
     async def prime(self, streams):
         """flask-sse: an event per channel until every stream proves it is subscribed."""
@@ -225,6 +239,11 @@ class Repetition:
                 "client_cpu_pct": round(client, 1),
             }
             self.log(f"  hold {level}: {rows[str(level)]}")
+        if rows:
+            p50, p99 = await self.first_event_alone()
+            last = rows[max(rows, key=int)]
+            last["first_event_alone_p50_ms"], last["first_event_alone_p99_ms"] = p50, p99
+            self.log(f"  first event, one stream at a time: p50 {p50} ms, p99 {p99} ms")
         return rows
 
     async def fanout(self):
@@ -243,7 +262,7 @@ class Repetition:
                 seqs.append(seq)
                 await self.until(lambda s=seq: tally.arrivals.get(s, [0])[0] >= len(streams), 10)
             await asyncio.sleep(0.2)
-        _, _, _, client = Sample(self.server).since(before)
+        cpu, _, _, client = Sample(self.server).since(before)
         arrivals = [tally.arrivals[s] for s in seqs if s in tally.arrivals]
         to_last = [last - due for _, _, last, due in arrivals]
         to_first = [first - due for _, first, _, due in arrivals]
@@ -253,6 +272,7 @@ class Repetition:
             "to_last_p50_ms": ms(statistics.median(to_last) if to_last else None),
             "to_last_max_ms": ms(max(to_last) if to_last else None),
             "to_first_p50_ms": ms(statistics.median(to_first) if to_first else None),
+            "cpu_per_delivery_us": round(1e6 * cpu / max(tally.deliveries, 1), 2),
             "lost": self.losses(streams, lambda s: seqs),
             "client_cpu_pct": round(client, 1),
             **self.delivery_stats(tally),
@@ -277,7 +297,7 @@ class Repetition:
         await asyncio.gather(*(one() for _ in range(self.scale.saturation_events)))
         await self.until(lambda: tally.deliveries >= len(seqs) * len(streams), 60)
         after = Sample(self.server)
-        cpu, redis, _, client = after.since(before)
+        cpu, redis, wall, client = after.since(before)
         arrivals = [tally.arrivals[s] for s in seqs if s in tally.arrivals]
         span = (max(a[2] for a in arrivals) - min(a[3] for a in arrivals)) if arrivals else 0
         result = {
@@ -288,6 +308,7 @@ class Repetition:
                 None if redis is None else round(1e6 * redis / max(tally.deliveries, 1), 2)
             ),
             "deliveries_per_s": round(tally.deliveries / (span / 1e9)) if span else None,
+            "client_cpu_per_delivery_us": round(1e4 * client * wall / max(tally.deliveries, 1), 2),
             "lost": self.losses(streams, lambda s: seqs),
             "client_cpu_pct": round(client, 1),
             **self.delivery_stats(tally),
@@ -298,7 +319,10 @@ class Repetition:
     async def open_payment_streams(self):
         self.pool.close(self.pool.streams)
         await asyncio.sleep(0.5)
-        per_account = range(self.scale.per_account)
+        # flask-sse holds a Redis connection per stream: fewer streams per account there.
+        per_account = range(
+            min(self.scale.per_account, self.server.max_streams // self.scale.accounts)
+        )
         specs = [(a, None) for a in range(self.scale.accounts) for _ in per_account]
         streams = await self.open_streams(specs)
         await self.prime(streams)
@@ -411,6 +435,7 @@ class Repetition:
             (channel, last if self.server.supports_resume else None) for channel, last in last_ids
         ]
         streams = await self.open_streams(specs, rate=1e6, in_flight=1000)
+        connected = self.opened_ns - started
         reconnected = monotonic_ns() - started
         resumed = await self.until(
             lambda: all(missed_seqs.get(s.channel, set()) <= s.seen for s in streams),
@@ -430,7 +455,10 @@ class Repetition:
             "streams": len(streams),
             "open_after": sum(1 for s in streams if s.open and s.status == 200),
             "missed_events": sum(len(v) for v in missed_seqs.values()),
-            "all_reconnected_s": round(reconnected / 1e9, 3),
+            "all_connected_s": round(connected / 1e9, 3),
+            "all_reconnected_s": (
+                round(reconnected / 1e9, 3) if self.server.has_connection_event else None
+            ),
             "all_resumed_s": round(resumed_ns / 1e9, 3) if resumed else None,
             "lost": self.losses(streams, lambda s: want.get(s.channel, ())),
             "duplicates": tally.duplicates,
