@@ -34,6 +34,25 @@ def on_starting(server):
             "(events raised in one worker must reach streams in every other); "
             "set it, or run one worker (WEB_CONCURRENCY=1)"
         )
+    _clear_metrics_of_an_earlier_run()
+
+
+def _clear_metrics_of_an_earlier_run():
+    """prometheus-client's multiprocess files must not outlive the deployment that wrote them."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for name in os.listdir(folder):
+            if name.endswith(".db"):
+                os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker):
+    """A dead worker's streams are no longer open: drop its live gauges from /metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):

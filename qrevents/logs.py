@@ -7,6 +7,7 @@ headers or body: those may hold a credential.
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -21,8 +22,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 
 
 def log_event(event, **fields):
-    """One JSON line: ``{"ts", "event", ...fields}``."""
-    log.info(json.dumps({"ts": iso(utcnow()), "event": event, **fields}, default=str))
+    """One JSON line: ``{"ts", "event", "pid", ...fields}`` (pid: which worker)."""
+    line = {"ts": iso(utcnow()), "event": event, "pid": os.getpid(), **fields}
+    log.info(json.dumps(line, default=str))
 
 
 def init_app(app):
