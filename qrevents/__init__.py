@@ -17,7 +17,7 @@ from gevent import monkey
 
 from models import bind_database, create_tables, database
 
-from . import logs
+from . import logs, throttle
 from .config import load_config
 from .delivery import Delivery
 from .errors import register_error_handlers
@@ -67,6 +67,7 @@ def create_app(test_config=None):
     delivery = Delivery(app, settings)
     app.extensions["qrevents"] = delivery
     _register_connection_scope(app, delivery, start_delivery=serving_under_gevent)
+    throttle.init_app(app, settings)
     logs.init_app(app)
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:

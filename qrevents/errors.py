@@ -49,6 +49,10 @@ class TooManyStreams(ApiError):
     status, code, message = 429, "too_many_streams", "Too many open streams for this account"
 
 
+class TooManyRequests(ApiError):
+    status, code, message = 429, "rate_limited", "Too many requests"
+
+
 class Unavailable(ApiError):
     status, code, message = 503, "unavailable", "A dependency is unavailable"
 

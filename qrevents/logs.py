@@ -36,11 +36,13 @@ def init_app(app):
         log.setLevel(logging.INFO)
         log.propagate = False
 
-    @app.before_request
     def start_request():
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         g.request_started = time.monotonic()
+
+    # First of all hooks, so that a request refused by another hook is logged too.
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
 
     @app.after_request
     def log_request(response):

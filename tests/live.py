@@ -50,6 +50,10 @@ class LiveServer:
             QREVENTS_ADMIN_API_KEY=ADMIN_KEY,
             QREVENTS_BANK_WEBHOOK_SECRET=BANK_SECRET,
             QREVENTS_HEARTBEAT_SECONDS="0.2",
+            # The whole suite logs in from one address; tests of the limits set small ones.
+            QREVENTS_LOGIN_LIMIT_PER_EMAIL="off",
+            QREVENTS_LOGIN_LIMIT_PER_ADDRESS="off",
+            QREVENTS_API_RATE_LIMIT="off",
             WEB_CONCURRENCY=str(workers),
         )
         if database_url:
@@ -83,6 +87,18 @@ class LiveServer:
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def json_log(self):
+        """The structured log lines (``qrevents.logs``), parsed."""
+        return [json.loads(line) for line in self.log().splitlines() if line.startswith('{"ts"')]
+
+    def served_by(self, method, path):
+        """The pids of the workers whose request log shows ``method path``."""
+        return {
+            entry["pid"]
+            for entry in self.json_log()
+            if entry["event"] == "request" and (entry["method"], entry["path"]) == (method, path)
+        }
 
     def signal(self, signum):
         self.process.send_signal(signum)

@@ -1,6 +1,5 @@
 """``/metrics``: Prometheus text for the admin key, counting what streams and callbacks did."""
 
-import json
 import time
 
 import gevent
@@ -132,7 +131,7 @@ def test_several_workers_report_the_sum_of_their_counts(redis_url, tmp_path):
         assert len(live.worker_pids()) == 2
         tenant = Api(live.base).new_tenant()
         created = 0
-        while len(served_by(live, "POST", "/qr")) < 2:
+        while len(live.served_by("POST", "/qr")) < 2:
             assert created < 100, "one worker served every request"
             Api(live.base).create_qr(tenant)  # a new connection each time
             created += 1
@@ -140,18 +139,7 @@ def test_several_workers_report_the_sum_of_their_counts(redis_url, tmp_path):
             value(scrape(Api(live.base)), "qrevents_events_written_total", type="qr_created")
             for _ in range(8)
         ]
-        assert len(served_by(live, "GET", "/metrics")) == 2
+        assert len(live.served_by("GET", "/metrics")) == 2
     finally:
         live.stop()
     assert reads == [created] * 8
-
-
-def served_by(live, method, path):
-    """The pids of the workers whose JSON request log shows ``method path``."""
-    pids = set()
-    for line in live.log().splitlines():
-        if line.startswith("{") and '"event": "request"' in line:
-            entry = json.loads(line)
-            if (entry["method"], entry["path"]) == (method, path):
-                pids.add(entry["pid"])
-    return pids

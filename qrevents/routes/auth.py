@@ -4,6 +4,7 @@ from flask import Blueprint, current_app
 from flask_jwt_extended import create_access_token
 
 from ..envelope import success
+from ..errors import Unauthorized
 from ..services.accounts import login
 from ..validation import Fields, json_object
 
@@ -16,7 +17,13 @@ def log_in():
     email = fields.string("email", max_length=254)
     password = fields.string("password", max_length=256)
     fields.check()
-    user = login(email, password)
+    throttle = current_app.extensions["qrevents.throttle"]
+    throttle.check_login(email)
+    try:
+        user = login(email, password)
+    except Unauthorized:
+        throttle.count_failed_login(email)
+        raise
     expires_in = current_app.config["QREVENTS"]["JWT_EXPIRES_SECONDS"]
     token = create_access_token(identity=str(user.id), additional_claims={"acc": user.account_id})
     data = {

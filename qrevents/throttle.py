@@ -1,0 +1,119 @@
+"""Abuse limits: failed logins per email and per client address, and a request rate per
+credential on the REST API.
+
+Built on ``limits`` (the library flask-limiter is made of), called directly so that a
+refusal is our JSON envelope with ``Retry-After`` and nothing else changes. The counters
+live in Redis when ``QREVENTS_REDIS_URL`` is set, so every worker and host shares them,
+else in this process. Keys hold a hash of the credential, never the credential.
+
+Not limited: the stream (it has its own per-account cap), bank callbacks (a bank retries
+and must never be turned away), health, metrics, this API's description and the
+dashboard's files. If Redis cannot be reached, requests pass: an outage of the counters
+must not become an outage of the API.
+"""
+
+import hashlib
+import logging
+import math
+import time
+
+from flask import request
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from .auth import _credential, is_admin
+from .errors import TooManyRequests
+
+log = logging.getLogger(__name__)
+
+UNLIMITED = {
+    "events.stream",
+    "bank.notify_payment",
+    "bank.sync_qr_status",
+    "health.health",
+    "metrics.metrics",
+    "openapi.openapi",
+    "dashboard.page",
+    "static",
+    "auth.log_in",  # limited by failed attempts instead
+}
+
+
+def _limit(text):
+    return None if text.strip().lower() == "off" else parse(text)
+
+
+class Throttle:
+    """The limits of one app, and the counters behind them."""
+
+    def __init__(self, settings):
+        if settings["REDIS_URL"]:
+            storage = storage_from_string(
+                settings["REDIS_URL"],
+                key_prefix=settings["REDIS_PREFIX"] + "limits",
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+            )
+        else:
+            storage = storage_from_string("memory://")
+        self.counters = FixedWindowRateLimiter(storage)
+        self.login_per_email = _limit(settings["LOGIN_LIMIT_PER_EMAIL"])
+        self.login_per_address = _limit(settings["LOGIN_LIMIT_PER_ADDRESS"])
+        self.api_rate = _limit(settings["API_RATE_LIMIT"])
+
+    def check_request(self):
+        """Count a REST request against its credential's rate (before anything else runs)."""
+        if self.api_rate is None or request.endpoint is None or request.endpoint in UNLIMITED:
+            return
+        if is_admin():
+            return  # the operator's key bootstraps deployments; it is not a client's
+        credential, _ = _credential()
+        who = _digest(credential) if credential else "addr:" + str(request.remote_addr)
+        if not self._safely(self.counters.hit, self.api_rate, "api", who):
+            self._refuse(self.api_rate, "api", who, "Too many requests for this credential")
+
+    def check_login(self, email):
+        """Refuse a login while this email or this address has too many recent failures."""
+        for limit, scope, who in self._login_keys(email):
+            if not self._safely(self.counters.test, limit, scope, who):
+                self._refuse(limit, scope, who, "Too many failed logins; try again later")
+
+    def count_failed_login(self, email):
+        for limit, scope, who in self._login_keys(email):
+            self._safely(self.counters.hit, limit, scope, who)
+
+    def _login_keys(self, email):
+        keys = []
+        if self.login_per_email is not None:
+            keys.append((self.login_per_email, "login-email", _digest(email.strip().lower())))
+        if self.login_per_address is not None:
+            keys.append((self.login_per_address, "login-addr", str(request.remote_addr)))
+        return keys
+
+    def _refuse(self, limit, scope, who, message):
+        try:
+            reset_at = self.counters.get_window_stats(limit, scope, who).reset_time
+            wait = math.ceil(reset_at - time.time())
+        except Exception:
+            wait = limit.get_expiry()
+        raise TooManyRequests(message, headers={"Retry-After": str(max(1, wait))})
+
+    @staticmethod
+    def _safely(call, *args):
+        try:
+            return call(*args)
+        except Exception:
+            log.warning("rate limit storage unreachable; letting the request through")
+            return True
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def init_app(app, settings):
+    """Check every request against its rate before any other work (a database connection)."""
+    throttle = Throttle(settings)
+    app.extensions["qrevents.throttle"] = throttle
+    app.before_request_funcs.setdefault(None, []).insert(0, throttle.check_request)

@@ -1,0 +1,99 @@
+"""Abuse limits: failed logins per email and per address, a REST rate per credential."""
+
+import requests
+
+from tests.conftest import fresh_database_url, redis_prefix
+from tests.live import ADMIN_KEY, Api, LiveServer
+
+
+def login(api, email, password="wrong password"):
+    return api.post("/auth/login", json={"email": email, "password": password})
+
+
+def assert_rate_limited(response):
+    assert response.status_code == 429, response.text
+    assert response.json()["success"] is False
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+
+
+def test_failed_logins_are_throttled_per_email(make_server):
+    api = Api(make_server(login_limit_per_email="3 per minute").base)
+    tenant = api.new_tenant()
+    for _ in range(3):
+        assert login(api, tenant.email).status_code == 401
+    assert_rate_limited(login(api, tenant.email))
+    # Even the right password waits: the guesser must not learn it now.
+    assert_rate_limited(login(api, tenant.email, tenant.password))
+    assert_rate_limited(login(api, tenant.email.upper()))
+    other = api.new_tenant()
+    assert login(api, other.email, other.password).status_code == 200
+
+
+def test_successful_logins_do_not_count(make_server):
+    api = Api(make_server(login_limit_per_email="2 per minute").base)
+    tenant = api.new_tenant()
+    for _ in range(4):
+        assert login(api, tenant.email, tenant.password).status_code == 200
+
+
+def test_failed_logins_are_throttled_per_client_address(make_server):
+    api = Api(make_server(login_limit_per_address="4 per minute").base)
+    tenant = api.new_tenant()
+    for n in range(4):
+        assert login(api, f"nobody{n}@example.com").status_code == 401
+    assert_rate_limited(login(api, "someone-else@example.com"))
+    assert_rate_limited(login(api, tenant.email, tenant.password))
+
+
+def test_rest_requests_are_rate_limited_per_credential(make_server):
+    api = Api(make_server(api_rate_limit="5 per minute").base)
+    tenant = api.new_tenant()
+    for _ in range(5):
+        assert api.get("/accounts/me", headers=tenant.headers).status_code == 200
+    assert_rate_limited(api.get("/accounts/me", headers=tenant.headers))
+    assert_rate_limited(api.post("/qr", json={}, headers=tenant.headers))
+    # Another credential of the same account has a budget of its own.
+    assert api.get("/accounts/me", headers={"Authorization": f"Bearer {tenant.jwt}"}).ok
+
+
+def test_stream_bank_callbacks_and_admin_are_not_rate_limited(make_server):
+    api = Api(make_server(api_rate_limit="2 per minute").base)
+    tenant = api.new_tenant()
+    qr = api.create_qr(tenant)
+    assert api.get("/qr", headers=tenant.headers).status_code == 200
+    assert api.get("/qr", headers=tenant.headers).status_code == 429
+    for _ in range(3):
+        with api.stream(tenant) as stream:
+            assert stream.status == 200
+            assert stream.next().event == "connection"
+    payments = [api.pay(qr["qrId"], "100.50", f"TXN_LIMIT_{n}") for n in range(4)]
+    assert [p.status_code for p in payments] == [200] * 4
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    for _ in range(4):
+        assert api.get("/events/stats", headers=admin).status_code == 200
+
+
+def test_limits_are_shared_by_every_worker_through_redis(redis_url, tmp_path):
+    live = LiveServer(
+        tmp_path,
+        fresh_database_url("postgres", tmp_path),
+        workers=2,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix(),
+        api_rate_limit="6 per minute",
+    ).start()
+    try:
+        tenant = Api(live.base).new_tenant()
+        statuses = []
+        for _ in range(12):
+            # A new connection each time, so both workers answer some of them.
+            with requests.Session() as session:
+                response = Api(live.base, session=session).get(
+                    "/accounts/me", headers=tenant.headers
+                )
+            statuses.append(response.status_code)
+        assert len(live.served_by("GET", "/accounts/me")) == 2
+    finally:
+        live.stop()
+    assert statuses == [200] * 6 + [429] * 6
