@@ -203,6 +203,18 @@ def new_email():
 
 BIG = "x" * (64 * 1024 + 1)
 
+
+def chunked(text, size=4096):
+    """A body sent with ``Transfer-Encoding: chunked`` (no Content-Length to refuse up front)."""
+    data = text.encode()
+    return (data[i : i + size] for i in range(0, len(data), size))
+
+
+def over_the_cap_as_valid_json():
+    """Valid JSON whose first 64 KiB alone would parse too: a cut body must not pass as whole."""
+    return dumps(qr_body(description="x")) + " " * (64 * 1024)
+
+
 # (send, status, code, field)
 CASES = [
     # ---- POST /qr: the body
@@ -268,6 +280,9 @@ CASES = [
                  "transaction_id_reused", None, id="qr-transactionId-reused-other-body"),
     pytest.param(lambda w: w.api.post("/qr", data=BIG, headers=w.headers), 413,
                  "request_entity_too_large", None, id="qr-body-over-64KiB"),
+    pytest.param(lambda w: w.api.post("/qr", data=chunked(over_the_cap_as_valid_json()),
+                                      headers=w.headers), 413,
+                 "request_entity_too_large", None, id="qr-chunked-body-over-64KiB"),
     # ---- GET /qr, /qr/<id>, cancel
     pytest.param(get("/qr?status=paid"), 422, "validation_failed", "status",
                  id="qr-list-bad-status"),
@@ -365,6 +380,9 @@ CASES = [
                  "transaction_id_reused", None, id="pay-transactionId-reused-other-body"),
     pytest.param(lambda w: w.api.bank("/bank/payments", ("x" * (64 * 1024 + 1)).encode()), 413,
                  "request_entity_too_large", None, id="pay-body-over-64KiB"),
+    pytest.param(lambda w: w.api.post("/bank/payments", data=chunked(BIG), headers={
+                     "Authorization": f"Bearer {BANK_SECRET}"}), 413,
+                 "request_entity_too_large", None, id="pay-chunked-body-over-64KiB"),
     pytest.param(pay(path="/hooks/baneco/notifyPayment", currency="USD"), 422,
                  "validation_failed", "currency", id="baneco-currency-not-the-qrs"),
     # ---- POST /bank/qr-status
@@ -534,3 +552,11 @@ def test_oversized_body_is_refused_before_it_is_parsed(watch):
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_entity_too_large"
     assert watch.api.get("/health").status_code == 200
+
+
+def test_chunked_body_under_the_cap_is_read_whole(watch):
+    body = dumps(qr_body(description="enviado por partes")) + " " * (60 * 1024)
+    response = watch.api.post("/qr", data=chunked(body), headers=watch.headers)
+    assert response.status_code == 201, response.text
+    created = watch.stream.take(1)[0]
+    assert created.data["qrId"] == response.json()["data"]["qrId"]

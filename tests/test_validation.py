@@ -1,11 +1,13 @@
 """Unit tests of the request readers and the bank signature check: odd input is a field
 message or a refusal, never an exception that would become a 500."""
 
+import io
 from datetime import datetime, time
 from decimal import Decimal
 
 import pytest
 from flask import Flask
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from qrevents import bank_signature
 from qrevents.errors import InvalidJson, ValidationFailed
@@ -255,6 +257,34 @@ def test_json_object_refuses_anything_but_a_json_object(request_with, body, mess
     with request_with(body=body), pytest.raises(InvalidJson) as raised:
         json_object()
     assert raised.value.message == message and raised.value.status == 400
+
+
+@pytest.mark.parametrize("extra", [1, 10_000], ids=["one-over", "far-over"])
+def test_json_object_refuses_a_chunked_body_over_the_cap(extra):
+    """No Content-Length: Werkzeug only cuts the stream at the cap; the cut must be a 413."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    body = b'{"a": 1}' + b" " * (1024 - 8 + extra)
+    environ = {"wsgi.input_terminated": True}
+    with app.test_request_context(
+        "/", method="POST", input_stream=io.BytesIO(body), environ_overrides=environ
+    ):
+        with pytest.raises(RequestEntityTooLarge):
+            json_object()
+
+
+@pytest.mark.parametrize("size", [1000, 1024], ids=["under-the-cap", "at-the-cap"])
+def test_json_object_reads_a_chunked_body_up_to_the_cap(size):
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    body = b'{"a": 1}' + b" " * (size - 8)
+    with app.test_request_context(
+        "/",
+        method="POST",
+        input_stream=io.BytesIO(body),
+        environ_overrides={"wsgi.input_terminated": True},
+    ):
+        assert json_object() == {"a": 1}
 
 
 def test_json_object_keeps_amounts_exact(request_with):

@@ -9,7 +9,7 @@ from ..envelope import success
 from ..errors import ApiError, Unauthorized
 from ..resources import payment_json, qr_json
 from ..services import payments, qrs
-from ..validation import Fields, json_object
+from ..validation import Fields, json_object, request_body
 
 bp = Blueprint("bank", __name__)
 
@@ -21,7 +21,7 @@ def require_bank():
     secret = current_app.config["QREVENTS"]["BANK_WEBHOOK_SECRET"]
     if not bank_signature.verify(
         secret,
-        request.get_data(cache=True),
+        request_body(),
         request.headers.get("X-Bank-Signature"),
         request.headers.get("Authorization"),
     ):
