@@ -8,8 +8,8 @@ else in this process. Keys hold a hash of the credential, never the credential.
 
 Not limited: the stream (it has its own per-account cap), bank callbacks (a bank retries
 and must never be turned away), health, metrics, this API's description and the
-dashboard's files. If Redis cannot be reached, requests pass: an outage of the counters
-must not become an outage of the API.
+dashboard's files. If Redis cannot be reached, requests pass (and for a few seconds no
+attempt is made): an outage of the counters must not become an outage of the API.
 """
 
 import hashlib
@@ -26,6 +26,7 @@ from .auth import _credential, is_admin
 from .errors import TooManyRequests
 
 log = logging.getLogger(__name__)
+STORAGE_RETRY_SECONDS = 5.0
 
 UNLIMITED = {
     "events.stream",
@@ -61,6 +62,7 @@ class Throttle:
         self.login_per_email = _limit(settings["LOGIN_LIMIT_PER_EMAIL"])
         self.login_per_address = _limit(settings["LOGIN_LIMIT_PER_ADDRESS"])
         self.api_rate = _limit(settings["API_RATE_LIMIT"])
+        self.storage_down_until = 0.0
 
     def check_request(self):
         """Count a REST request against its credential's rate (before anything else runs)."""
@@ -99,12 +101,14 @@ class Throttle:
             wait = limit.get_expiry()
         raise TooManyRequests(message, headers={"Retry-After": str(max(1, wait))})
 
-    @staticmethod
-    def _safely(call, *args):
+    def _safely(self, call, *args):
+        if time.monotonic() < self.storage_down_until:
+            return True
         try:
             return call(*args)
         except Exception:
-            log.warning("rate limit storage unreachable; letting the request through")
+            log.warning("rate limit storage unreachable; not limiting for a few seconds")
+            self.storage_down_until = time.monotonic() + STORAGE_RETRY_SECONDS
             return True
 
 

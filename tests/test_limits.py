@@ -1,7 +1,11 @@
 """Abuse limits: failed logins per email and per address, a REST rate per credential."""
 
-import requests
+import time
 
+import requests
+from flask import Flask
+
+from qrevents.throttle import Throttle
 from tests.conftest import fresh_database_url, redis_prefix
 from tests.live import ADMIN_KEY, Api, LiveServer
 
@@ -97,3 +101,25 @@ def test_limits_are_shared_by_every_worker_through_redis(redis_url, tmp_path):
     finally:
         live.stop()
     assert statuses == [200] * 6 + [429] * 6
+
+
+def test_an_unreachable_counter_store_lets_requests_through():
+    app = Flask(__name__)
+    app.config["QREVENTS"] = {"ADMIN_API_KEY": "qra_admin"}
+    app.add_url_rule("/accounts/me", "accounts.me", lambda: "")
+    one = "1 per minute"
+    throttle = Throttle(
+        {
+            "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens there
+            "REDIS_PREFIX": "t:",
+            "LOGIN_LIMIT_PER_EMAIL": one,
+            "LOGIN_LIMIT_PER_ADDRESS": one,
+            "API_RATE_LIMIT": one,
+        }
+    )
+    with app.test_request_context("/accounts/me", headers={"Authorization": "Bearer qrk_x"}):
+        for _ in range(3):
+            throttle.check_request()
+            throttle.count_failed_login("ana@example.com")
+            throttle.check_login("ana@example.com")
+    assert throttle.storage_down_until > time.monotonic()
