@@ -42,6 +42,7 @@ def parse_args(argv):
         help="each flask-sse stream holds a Redis connection: stay well under maxclients",
     )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the tables of a past run")
     return parser.parse_args(argv)
 
 
@@ -111,8 +112,9 @@ async def main_async(args):
     reps = args.reps or (1 if args.quick else 3)
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="qrevents-bench-"))
-    summary, raw, notes = {}, {}, {}
+    summary, raw, notes, document = {}, {}, {}, None
     started = datetime.now(UTC)
+    machine = machine_notes()
     for name in names:
         cleanup = None
         if name == "limit":
@@ -142,28 +144,38 @@ async def main_async(args):
         finally:
             if cleanup:
                 drop_postgres_database(*cleanup)
+        # Written after every target: a run cut short keeps what it measured.
+        document = {
+            "command": "python -m bench " + " ".join(sys.argv[1:]),
+            "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "scale": "quick" if args.quick else "full",
+            "repetitions": reps,
+            "machine": machine,
+            "notes": notes,
+            "median": summary,
+            "runs": raw,
+        }
+        Path(args.out).write_text(json.dumps(document, indent=1))
     shutil.rmtree(workdir, ignore_errors=True)
-    order = [n for n in names if n in summary]
-    document = {
-        "command": "python -m bench " + " ".join(sys.argv[1:]),
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "scale": "quick" if args.quick else "full",
-        "repetitions": reps,
-        "machine": machine_notes(),
-        "notes": notes,
-        "median": summary,
-        "runs": raw,
-    }
-    Path(args.out).write_text(json.dumps(document, indent=1))
+    print_tables(summary, [n for n in names if n in summary], notes)
+    return document
+
+
+def print_tables(summary, order, notes):
     print(report.markdown(summary, order))
+    print()
+    print(report.verdict_markdown(summary))
     for name, note in notes.items():
         print(f"\n{name}: {note}")
-    return document
 
 
 def main(argv=None):
     args = parse_args(argv if argv is not None else sys.argv[1:])
+    if args.table:
+        document = json.loads(Path(args.table).read_text())
+        print_tables(document["median"], list(document["median"]), document["notes"])
+        return
     os.sched_setaffinity(0, {CLIENT_CPU})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

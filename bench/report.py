@@ -143,3 +143,114 @@ def markdown(summary, order):
         last = scenario
         lines.append(f"| {shown} | {measure} | " + " | ".join(cells[n] for n in order) + " |")
     return "\n".join(lines)
+
+
+def _at(result, *path):
+    for key in path:
+        if not isinstance(result, dict):
+            return None
+        result = result.get(key)
+    return result
+
+
+def verdicts(summary, subject="qrevents-sqlite-1w", two_workers="qrevents-pg-redis-2w"):
+    """The issue's targets for ``subject``: ``[(target, measured, holds)]``."""
+    ours, limit = summary.get(subject), summary.get("limit")
+    peer = summary.get("flask-sse")
+    if not ours:
+        return []
+    out = []
+
+    def check(target, value, holds, unit=""):
+        shown = "not measured" if value is None else f"{fmt(value)}{unit}"
+        out.append((target, shown, None if value is None else holds))
+
+    for level, row in ours.get("hold", {}).items():
+        base = _at(limit, "hold", level, "rss_per_stream_kb")
+        rss = row.get("rss_per_stream_kb")
+        bound = min(15, 1.5 * base) if base else 15
+        check(
+            f"RSS per stream at {level} ≤ min(1.5× limit, 15 KB) = {fmt(bound)} KB",
+            rss,
+            rss is not None and rss <= bound,
+            " KB",
+        )
+        cpu = row.get("cpu_per_new_stream_ms")
+        check(f"CPU per new stream at {level} ≤ 0.5 ms", cpu, cpu is not None and cpu <= 0.5, " ms")
+    for name, path, factor in (
+        ("one event to N streams: to last subscriber p50", ("fanout", "to_last_p50_ms"), 1.5),
+        ("CPU per delivered event under saturation", ("saturation", "cpu_per_delivery_us"), 1.5),
+    ):
+        value, base = _at(ours, *path), _at(limit, *path)
+        ratio_value = None if value is None or not base else round(value / base, 2)
+        check(
+            f"{name} ≤ {factor}× limit",
+            ratio_value,
+            ratio_value is not None and ratio_value <= factor,
+            "×",
+        )
+    p50, p99 = _at(ours, "payments", "latency_p50_ms"), _at(ours, "payments", "latency_p99_ms")
+    rate = _at(ours, "payments", "rate")
+    check(f"payment → subscriber p50 at {rate}/s ≤ 2 ms", p50, p50 is not None and p50 <= 2, " ms")
+    check(
+        f"payment → subscriber p99 at {rate}/s ≤ 10 ms", p99, p99 is not None and p99 <= 10, " ms"
+    )
+    best = _at(ours, "sweep", "highest_rate_p99_50ms")
+    check(
+        "highest payment rate with p99 ≤ 50 ms ≥ 1,000/s",
+        best or 0,
+        best is not None and best >= 1000,
+        "/s",
+    )
+    if summary.get(two_workers):
+        other = summary[two_workers]
+        added = None
+        if _at(other, "payments", "latency_p50_ms") is not None and p50 is not None:
+            added = round(other["payments"]["latency_p50_ms"] - p50, 3)
+        check(
+            "two workers (Redis + PostgreSQL): added p50 ≤ 1 ms",
+            added,
+            added is not None and added <= 1,
+            " ms",
+        )
+        lost = sum(
+            _at(other, phase, "lost") or 0
+            for phase in ("fanout", "saturation", "payments", "storm")
+        )
+        check("two workers: lost events = 0", lost, lost == 0)
+    resumed = _at(ours, "storm", "all_resumed_s")
+    check(
+        "reconnect storm: all resumed within 10 s",
+        resumed,
+        resumed is not None and resumed <= 10,
+        " s",
+    )
+    lost = _at(ours, "storm", "lost")
+    check("reconnect storm: zero lost", lost, lost == 0)
+    if peer:
+        for name, path, lower in (
+            ("RSS per stream (largest common level)", None, True),
+            ("CPU per delivered event", ("saturation", "cpu_per_delivery_us"), True),
+            ("one event to N: to last p50", ("fanout", "to_last_p50_ms"), True),
+            ("payment p99", ("payments", "latency_p99_ms"), True),
+            ("storm: lost", ("storm", "lost"), True),
+        ):
+            if path is None:
+                common = [lv for lv in ours.get("hold", {}) if lv in peer.get("hold", {})]
+                if not common:
+                    continue
+                level = max(common, key=int)
+                path = ("hold", level, "rss_per_stream_kb")
+            a, b = _at(ours, *path), _at(peer, *path)
+            if a is None or b is None:
+                continue
+            check(f"ahead of flask-sse: {name} ({fmt(b)} there)", a, a <= b if lower else a >= b)
+    return out
+
+
+def verdict_markdown(summary):
+    lines = ["| target (qrevents, SQLite, one worker) | measured | holds |", "|---|---|---|"]
+    for target, shown, holds in verdicts(summary):
+        mark = "–" if holds is None else ("yes" if holds else "**no**")
+        lines.append(f"| {target} | {shown} | {mark} |")
+    return "\n".join(lines)
