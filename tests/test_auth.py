@@ -3,6 +3,7 @@ API keys shown once and kept hashed, revocation and expiry ending open streams, 
 tickets, the admin key's reach, the per-account stream limit, and no credential in a log."""
 
 import hashlib
+import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -528,3 +529,20 @@ def test_credentials_in_query_strings_never_reach_the_log(server, api, tenant):
     assert not leaked, f"credentials in the server log: {leaked}"
     assert ADMIN_KEY not in server.log()
     assert "NEVERLOGGED" not in log
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gunicorn logs a malformed request line whole, query string included, at WARNING "
+    "('Invalid request from ip=...'); the scrub belongs in gunicorn.conf.py (a filter on the "
+    "gunicorn.error logger), outside this test's owner's files",
+)
+def test_a_malformed_request_line_does_not_log_its_credential(server):
+    key = "qrk_" + uuid.uuid4().hex + "MALFORMEDLINE"
+    offset = len(server.log())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        # a raw control character after the key: the line is not HTTP, gunicorn answers 400
+        conn.sendall(f"GET /accounts/me?api-key={key}\x01 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert conn.recv(100).startswith(b"HTTP/1.1 400")
+    time.sleep(0.2)
+    assert key not in server.log()[offset:]
