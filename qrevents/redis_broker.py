@@ -121,6 +121,10 @@ class RedisBroker:
                 if self.listening:
                     log.warning("Redis listener lost its connection: %s", exc)
                 self.listening = False
+            except Exception:
+                # Never let the one listener of this worker die: start it over.
+                log.exception("Redis listener failed")
+                self.listening = False
             finally:
                 try:
                     pubsub.close()
@@ -185,6 +189,7 @@ class RedisBroker:
                 pipe.hset(self.counts_key, mapping=counts)
                 pipe.pexpire(self.counts_key, COUNTS_TTL_MS)
             pipe.sadd(self.workers_key, self.worker_id)
+            pipe.pexpire(self.workers_key, COUNTS_TTL_MS)  # gone with the last live worker
             pipe.execute()
 
     def _read_other_counts(self):
