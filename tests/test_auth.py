@@ -350,6 +350,52 @@ def test_jwt_expiry_refuses_requests_and_ends_streams_at_exp(make_server):
     api.session.close()  # an idle keep-alive connection would delay the server's stop
 
 
+def set_active(server, table, row_id, active):
+    """Flip a user's or an account's ``active`` flag (no route does; an operator would)."""
+    db = database(server)
+    try:
+        with db.atomic():
+            db.execute_sql(
+                f'UPDATE "{table}" SET active = {db.param} WHERE id = {db.param}', (active, row_id)
+            )
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("table", ["user", "account"])
+def test_credentials_of_an_inactive_user_or_account_are_refused_at_every_request(
+    server, api, table
+):
+    member = api.new_tenant()
+    ticket = api.post("/events/ticket", headers=member.headers).json()["data"]["ticket"]
+    set_active(server, table, member.user_id if table == "user" else member.account_id, False)
+    for headers in (member.headers, {"Authorization": f"Bearer {member.jwt}"}):
+        assert refusal(api.get("/accounts/me", headers=headers), "invalid_credentials") == INVALID
+    with api.stream(params={"ticket": ticket}) as stream:
+        assert stream.status == 401
+        assert stream.body_json()["error"]["code"] == "invalid_credentials"
+    login = api.post("/auth/login", json={"email": member.email, "password": member.password})
+    assert login.status_code == 401 and login.json()["error"]["code"] == "invalid_credentials"
+    set_active(server, table, member.user_id if table == "user" else member.account_id, True)
+    assert api.get("/accounts/me", headers=member.headers).status_code == 200
+
+
+def test_a_key_without_a_user_cannot_manage_api_keys(api, tenant):
+    made = api.post(
+        f"/admin/accounts/{tenant.account_id}/api-keys", json={"name": "service"}, headers=ADMIN
+    )
+    assert made.status_code == 201, made.text
+    service = {"X-API-Key": made.json()["data"]["key"]}
+    assert api.get("/accounts/me", headers=service).status_code == 200
+    for response in (
+        api.post("/api-keys", json={"name": "k"}, headers=service),
+        api.delete(f"/api-keys/{tenant.api_key_id}", headers=service),
+    ):
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "forbidden"
+    assert api.get("/accounts/me", headers=tenant.headers).status_code == 200
+
+
 # ---- stream tickets ------------------------------------------------------------------------
 
 
