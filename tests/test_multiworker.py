@@ -13,6 +13,7 @@ import time
 
 import psycopg2
 import pytest
+import redis
 import requests
 
 from tests.conftest import fresh_database_url, redis_prefix
@@ -119,6 +120,20 @@ def test_stream_on_one_server_gets_events_written_through_another(a, b, tenant):
         paid = stream.take(3, timeout=2)
     assert created.id == f"qr_created_{qr['qrId']}"
     assert [e.event for e in paid] == PAYMENT_EVENTS
+
+
+def test_malformed_messages_on_the_bus_are_ignored(deployment, a, b, tenant):
+    bus = redis.Redis.from_url(deployment["redis_url"])
+    with a.stream(tenant) as stream:
+        stream.next()
+        for junk in (b"not json", b'{"a": 1}', b'{"a": "x", "e": [[1]]}', b"\xff"):
+            bus.publish(deployment["redis_prefix"] + "events", junk)
+        bus.publish(deployment["redis_prefix"] + "revocations", b"not a key id")
+        qr = b.create_qr(tenant)
+        (created,) = stream.take(1, timeout=2)
+    bus.close()
+    assert created.id == f"qr_created_{qr['qrId']}"
+    assert requests.get(a.url("/health")).status_code == 200
 
 
 def test_stream_resumes_on_another_server_with_every_missed_event_once(a, b, tenant):
