@@ -207,6 +207,27 @@ def test_key_revoked_through_one_server_ends_its_streams_on_another_within_a_sec
     assert elapsed < 1.0
 
 
+def test_revocation_whose_message_was_lost_still_ends_streams_on_every_server(
+    deployment, a, b, tenant
+):
+    other_key = a.admin(f"/admin/accounts/{tenant.account_id}/api-keys", {"name": "kiosk"})
+    headers = {"Authorization": f"Bearer {other_key['key']}"}
+    streams = [a.stream(headers=headers), b.stream(headers=headers)]
+    try:
+        for stream in streams:
+            stream.next()
+        # Revoked in the database with no announcement at all, as if the message were lost.
+        with psycopg2.connect(deployment["database_url"]) as conn, conn.cursor() as cursor:
+            cursor.execute("UPDATE api_key SET revoked_at = now() WHERE id = %s", [other_key["id"]])
+        reasons = [
+            stream.until("stream_closed", timeout=2.5)[-1].data["reason"] for stream in streams
+        ]
+    finally:
+        for stream in streams:
+            stream.close()
+    assert reasons == ["key_revoked", "key_revoked"]
+
+
 def test_stream_limit_and_stats_count_streams_on_every_server(a, b, tenant):
     streams = [a.stream(tenant), a.stream(tenant), b.stream(tenant)]
     try:
