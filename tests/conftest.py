@@ -12,6 +12,7 @@ import pytest
 from tests.live import Api, LiveServer
 
 BACKENDS = ["sqlite", "postgres"]
+CREATED_DATABASES = []  # PostgreSQL databases made by this run, dropped at its end
 
 
 def missing_service(reason):
@@ -36,7 +37,22 @@ def fresh_database_url(backend, tmp_path):
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     admin.close()
+    CREATED_DATABASES.append(name)
     return base.rsplit("/", 1)[0] + "/" + name
+
+
+def pytest_sessionfinish(session):
+    """Drop the PostgreSQL databases this run made (every server has stopped by now)."""
+    if not CREATED_DATABASES:
+        return
+    import psycopg2
+
+    admin = psycopg2.connect(os.environ["QREVENTS_TEST_DATABASE_URL"])
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        for name in CREATED_DATABASES:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
