@@ -13,7 +13,7 @@ import time
 from time import monotonic_ns
 
 MARK = b"BENCH-"
-SOURCES = tuple(f"127.0.0.{n}" for n in range(2, 10))
+SOURCES = tuple(f"127.0.0.{n}" for n in range(2, 18))
 
 
 def marker(seq, due_ns):
@@ -50,10 +50,13 @@ class Tally:
 class Stream(asyncio.Protocol):
     """One SSE stream: de-chunks, splits frames, records markers, keeps the last id."""
 
-    def __init__(self, pool, channel, request):
+    def __init__(self, pool, channel, request, answered_on_connect=False):
         self.pool = pool
         self.channel = channel
         self.request = request
+        self.answered_on_connect = answered_on_connect
+        # Resolved when the server answered (first frame or status), or the socket closed.
+        self.answered = asyncio.get_running_loop().create_future()
         self.transport = None
         self.started = monotonic_ns()
         self.first = 0  # ns of the first frame
@@ -74,10 +77,17 @@ class Stream(asyncio.Protocol):
         self.open = True
         transport.write(self.request)
         self.pool.connected += 1
+        if self.answered_on_connect:
+            self._answer()
+
+    def _answer(self):
+        if not self.answered.done():
+            self.answered.set_result(None)
 
     def connection_lost(self, exc):
         self.open = False
         self.pool.on_lost(self)
+        self._answer()
 
     def data_received(self, data):
         now = monotonic_ns()
@@ -92,6 +102,7 @@ class Stream(asyncio.Protocol):
             self.chunked = b"chunked" in head.lower()
             self.pool.on_status(self)
             if self.status != 200:
+                self._answer()
                 self.transport.close()
                 return
         if self.chunked:
@@ -107,6 +118,7 @@ class Stream(asyncio.Protocol):
         if not self.first:
             self.first = now
             self.pool.on_first(self)
+            self._answer()
         if buf.startswith(b"id:", start):
             line_end = buf.find(b"\n", start)
             self.last_id = buf[start + 3 : line_end].strip().decode()
@@ -178,14 +190,14 @@ class StreamPool:
         # flask-sse sends no status line before its first event: an open socket counts.
         return sum(1 for stream in self.streams if stream.open and stream.status in (0, 200))
 
-    async def open(self, specs, rate, in_flight, ready=None):
+    async def open(self, specs, rate, in_flight, answered_on_connect=False):
         """Connect ``(channel, request)`` streams at most ``rate``/s and ``in_flight`` at once.
 
-        A connection stops counting as in flight at ``ready(stream)`` (default: its first
-        frame), so the ramp never outruns the server's accept queue.
+        A connection stops counting as in flight once answered (its first frame, or for a
+        server that sends nothing first, once connected), so the ramp never outruns the
+        server's accept queue.
         """
         loop = asyncio.get_running_loop()
-        ready = ready or (lambda stream: stream.first or stream.status or not stream.open)
         gate = asyncio.Semaphore(in_flight)
         opened = []
         start = time.monotonic()
@@ -194,17 +206,15 @@ class StreamPool:
             stream = None
             try:
                 _, stream = await loop.create_connection(
-                    lambda: Stream(self, channel, request),
+                    lambda: Stream(self, channel, request, answered_on_connect),
                     self.host,
                     self.port,
                     local_addr=(SOURCES[index % len(SOURCES)], 0),
                 )
                 opened.append(stream)
                 self.streams.append(stream)
-                deadline = time.monotonic() + 30
-                while not ready(stream) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.005)
-            except OSError:
+                await asyncio.wait_for(asyncio.shield(stream.answered), 30)
+            except (OSError, TimeoutError):
                 self.failed += 1
             finally:
                 gate.release()

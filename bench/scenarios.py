@@ -157,12 +157,12 @@ class Repetition:
         """Open streams for ``[(channel index, last id)]``; wait until they are ready."""
         server = self.server
         requests = [(i, server.stream_request(self.channels[i], last)) for i, last in specs]
-        if server.has_connection_event:
-            ready = None
-        else:  # flask-sse answers nothing until its first event: count the connection
-            ready = lambda stream: stream.transport is not None  # noqa: E731
+        # flask-sse answers nothing until its first event: there, a connection counts.
         streams = await self.pool.open(
-            requests, rate or self.scale.ramp_rate, in_flight or self.scale.in_flight, ready
+            requests,
+            rate or self.scale.ramp_rate,
+            in_flight or self.scale.in_flight,
+            answered_on_connect=not server.has_connection_event,
         )
         self.opened_ns = monotonic_ns()
         if server.has_connection_event:
