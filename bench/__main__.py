@@ -166,6 +166,8 @@ def print_tables(summary, order, notes):
     print(report.markdown(summary, order))
     print()
     print(report.verdict_markdown(summary))
+    for note in report.client_bound_notes(summary):
+        print(f"\n{note}")
     for name, note in notes.items():
         print(f"\n{name}: {note}")
 

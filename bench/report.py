@@ -254,3 +254,28 @@ def verdict_markdown(summary):
         mark = "–" if holds is None else ("yes" if holds else "**no**")
         lines.append(f"| {target} | {shown} | {mark} |")
     return "\n".join(lines)
+
+
+def client_bound_notes(summary):
+    """Where the load generator's own core was the bottleneck (those runs were discarded)."""
+    notes = []
+
+    def walk(name, path, node):
+        if not isinstance(node, dict):
+            return
+        if node.get("client_bound_runs"):
+            notes.append(
+                f"{name} {'/'.join(path)}: {node['client_bound_runs']} run(s) had the client "
+                f"at ≥ {CLIENT_BOUND:.0f}% of its core and were left out of the median"
+                + (
+                    " (all were: this median is client-bound)"
+                    if node.get("client_cpu_pct", 0) >= CLIENT_BOUND
+                    else ""
+                )
+            )
+        for key, value in node.items():
+            walk(name, path + [key], value)
+
+    for name, result in summary.items():
+        walk(name, [], result)
+    return notes
