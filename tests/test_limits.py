@@ -21,8 +21,8 @@ def assert_rate_limited(response):
     assert 1 <= int(response.headers["Retry-After"]) <= 60
 
 
-def test_failed_logins_are_throttled_per_email(make_server):
-    api = Api(make_server(login_limit_per_email="3 per minute").base)
+def test_failed_logins_are_throttled_per_email(make_server, client_of):
+    api = client_of(make_server(login_limit_per_email="3 per minute"))
     tenant = api.new_tenant()
     for _ in range(3):
         assert login(api, tenant.email).status_code == 401
@@ -34,15 +34,15 @@ def test_failed_logins_are_throttled_per_email(make_server):
     assert login(api, other.email, other.password).status_code == 200
 
 
-def test_successful_logins_do_not_count(make_server):
-    api = Api(make_server(login_limit_per_email="2 per minute").base)
+def test_successful_logins_do_not_count(make_server, client_of):
+    api = client_of(make_server(login_limit_per_email="2 per minute"))
     tenant = api.new_tenant()
     for _ in range(4):
         assert login(api, tenant.email, tenant.password).status_code == 200
 
 
-def test_failed_logins_are_throttled_per_client_address(make_server):
-    api = Api(make_server(login_limit_per_address="4 per minute").base)
+def test_failed_logins_are_throttled_per_client_address(make_server, client_of):
+    api = client_of(make_server(login_limit_per_address="4 per minute"))
     tenant = api.new_tenant()
     for n in range(4):
         assert login(api, f"nobody{n}@example.com").status_code == 401
@@ -50,8 +50,8 @@ def test_failed_logins_are_throttled_per_client_address(make_server):
     assert_rate_limited(login(api, tenant.email, tenant.password))
 
 
-def test_rest_requests_are_rate_limited_per_credential(make_server):
-    api = Api(make_server(api_rate_limit="5 per minute").base)
+def test_rest_requests_are_rate_limited_per_credential(make_server, client_of):
+    api = client_of(make_server(api_rate_limit="5 per minute"))
     tenant = api.new_tenant()
     for _ in range(5):
         assert api.get("/accounts/me", headers=tenant.headers).status_code == 200
@@ -61,8 +61,8 @@ def test_rest_requests_are_rate_limited_per_credential(make_server):
     assert api.get("/accounts/me", headers={"Authorization": f"Bearer {tenant.jwt}"}).ok
 
 
-def test_stream_bank_callbacks_and_admin_are_not_rate_limited(make_server):
-    api = Api(make_server(api_rate_limit="2 per minute").base)
+def test_stream_bank_callbacks_and_admin_are_not_rate_limited(make_server, client_of):
+    api = client_of(make_server(api_rate_limit="2 per minute"))
     tenant = api.new_tenant()
     qr = api.create_qr(tenant)
     assert api.get("/qr", headers=tenant.headers).status_code == 200
