@@ -383,6 +383,9 @@ CASES = [
     pytest.param(lambda w: w.api.post("/bank/payments", data=chunked(BIG), headers={
                      "Authorization": f"Bearer {BANK_SECRET}"}), 413,
                  "request_entity_too_large", None, id="pay-chunked-body-over-64KiB"),
+    pytest.param(lambda w: w.api.bank("/hooks/baneco/notifyPayment", {"payment": payment_body(
+                     w.qr["qrId"], "10.00", transaction_id="BNK\r\nid: x")}), 422,
+                 "validation_failed", "transactionId", id="baneco-wrapped-transactionId-crlf"),
     pytest.param(pay(path="/hooks/baneco/notifyPayment", currency="USD"), 422,
                  "validation_failed", "currency", id="baneco-currency-not-the-qrs"),
     # ---- POST /bank/qr-status
@@ -493,6 +496,8 @@ CASES = [
     pytest.param(get("/nope"), 404, "not_found", None, id="unknown-route"),
     pytest.param(get("/qr/1/refund"), 404, "not_found", None, id="unknown-sub-route"),
     pytest.param(get("/bank/payments"), 405, "method_not_allowed", None, id="get-on-bank-route"),
+    pytest.param(post("/events/stream"), 405, "method_not_allowed", None,
+                 id="post-on-stream-route"),
     pytest.param(lambda w: w.api.delete("/qr", headers=w.headers), 405, "method_not_allowed",
                  None, id="delete-on-qr-list"),
     pytest.param(lambda w: w.api.session.put(w.api.url("/auth/login"), json={}, timeout=10),
