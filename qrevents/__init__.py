@@ -14,6 +14,7 @@ from flask import Flask, request
 from flask.json.provider import JSONProvider
 from flask_jwt_extended import JWTManager
 from gevent import monkey
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import bind_database, create_tables, database
 
@@ -54,6 +55,10 @@ def create_app(test_config=None):
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.json = ExactJSONProvider(app)
+    if settings["PROXY_HOPS"]:
+        # The client's address (limits, logs) as the trusted proxies saw it.
+        hops = settings["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     JWTManager(app)
 
     serving_under_gevent = monkey.is_module_patched("threading")

@@ -24,6 +24,8 @@ DEFAULTS = {
     "LOGIN_LIMIT_PER_EMAIL": "5 per minute",
     "LOGIN_LIMIT_PER_ADDRESS": "30 per minute",
     "API_RATE_LIMIT": "3000 per minute",  # per credential, REST API only
+    # Proxies in front that set X-Forwarded-For (nginx: 1); 0 trusts no such header.
+    "PROXY_HOPS": 0,
     "BIND": "127.0.0.1:8000",
     "ENV": "development",
 }

@@ -10,8 +10,8 @@ from tests.conftest import fresh_database_url, redis_prefix
 from tests.live import ADMIN_KEY, Api, LiveServer
 
 
-def login(api, email, password="wrong password"):
-    return api.post("/auth/login", json={"email": email, "password": password})
+def login(api, email, password="wrong password", headers=None):
+    return api.post("/auth/login", json={"email": email, "password": password}, headers=headers)
 
 
 def assert_rate_limited(response):
@@ -48,6 +48,24 @@ def test_failed_logins_are_throttled_per_client_address(make_server, client_of):
         assert login(api, f"nobody{n}@example.com").status_code == 401
     assert_rate_limited(login(api, "someone-else@example.com"))
     assert_rate_limited(login(api, tenant.email, tenant.password))
+
+
+def test_a_forged_forwarded_for_does_not_escape_the_address_limit(make_server, client_of):
+    api = client_of(make_server(login_limit_per_address="2 per minute"))
+    for n in range(2):
+        forged = {"X-Forwarded-For": f"203.0.113.{n}"}
+        assert login(api, "x@example.com", headers=forged).status_code == 401
+    assert_rate_limited(login(api, "x@example.com", headers={"X-Forwarded-For": "198.51.100.9"}))
+
+
+def test_behind_a_trusted_proxy_each_client_address_counts_alone(make_server, client_of):
+    api = client_of(make_server(login_limit_per_address="2 per minute", proxy_hops=1))
+    first = {"X-Forwarded-For": "203.0.113.1"}
+    for _ in range(2):
+        assert login(api, "x@example.com", headers=first).status_code == 401
+    assert_rate_limited(login(api, "x@example.com", headers=first))
+    second = {"X-Forwarded-For": "203.0.113.2"}
+    assert login(api, "x@example.com", headers=second).status_code == 401
 
 
 def test_rest_requests_are_rate_limited_per_credential(make_server, client_of):
