@@ -181,6 +181,7 @@ function endSession(reason) {
   imageUrls.clear();
   state = new DashboardState();
   for (const id of ['qr-list', 'payment-feed', 'held-list']) $(id).replaceChildren();
+  delete $('qr-form').dataset.currencySet; // the next account may keep another currency
   showSignIn(reason ? SIGNED_OUT_MESSAGES[reason] || SIGNED_OUT_MESSAGES.invalid_credentials : '');
 }
 
