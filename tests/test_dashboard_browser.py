@@ -360,3 +360,37 @@ def test_signed_in_page_survives_a_reload_but_not_a_new_tab(page, dashboard_serv
     expect(other.locator("#signin")).to_be_visible()
     assert other.evaluate("() => sessionStorage.length") == 0
     other.close()
+
+
+def test_qrevents_js_over_native_eventsource_spends_tickets_and_resumes(page, dashboard_server):
+    api = Api(dashboard_server.base)
+    tenant = api.new_tenant()
+    streams = []
+    page.on("request", lambda req: streams.append(req.url) if STREAM_URL.search(req.url) else None)
+    page.goto(dashboard_server.base + "/dashboard")
+    page.evaluate(
+        """async (key) => {
+          const { QrEventsClient } = await import('/static/qrevents.js');
+          window.seen = [];
+          window.plainClient = new QrEventsClient({ credential: key, transport: 'eventsource' });
+          window.plainClient.on('*', (data, meta) => window.seen.push(meta.id || meta.type));
+          window.plainClient.start();
+        }""",
+        tenant.api_key,
+    )
+    page.wait_for_function("() => window.plainClient.state === 'connected'")
+    first = api.create_qr(tenant)
+    page.wait_for_function(f"() => window.seen.includes('qr_created_{first['qrId']}')")
+
+    # Drop the connection; the next QR is created before the client comes back (>= 0.5 s).
+    page.evaluate("() => window.plainClient.closeCurrent()")
+    second = api.create_qr(tenant)
+    page.wait_for_function("() => window.plainClient.stats.connections === 2")
+    page.wait_for_function(f"() => window.seen.includes('qr_created_{second['qrId']}')")
+    page.evaluate("() => window.plainClient.close()")
+    seen = page.evaluate("() => window.seen.filter((id) => id.startsWith('qr_created_'))")
+    assert seen == [f"qr_created_{first['qrId']}", f"qr_created_{second['qrId']}"]
+    assert page.evaluate("() => window.plainClient.stats.replayed") == 1
+    assert len(streams) == 2
+    assert all("ticket=qrt_" in url and tenant.api_key not in url for url in streams)
+    assert f"lastEventId=qr_created_{first['qrId']}" in streams[1]
