@@ -310,11 +310,11 @@ def test_stream_opened_with_a_ticket_ends_when_the_key_behind_it_is_revoked(api,
 
 
 def test_key_past_its_expiry_is_token_expired_and_ends_its_stream(api, tenant):
-    key, _ = new_key(api, tenant, expiresAt=iso_in(2))
+    key, _ = new_key(api, tenant, expiresAt=iso_in(3))
     assert api.get("/accounts/me", params={"api-key": key}).status_code == 200
     with api.stream(params={"api-key": key}) as stream:
         assert stream.next().event == "connection"
-        closed = stream.until("stream_closed", timeout=4)[-1]
+        closed = stream.until("stream_closed", timeout=5)[-1]
         assert closed.data["reason"] == "token_expired"
         assert stream.next(timeout=2) is None
     refusal(api.get("/accounts/me", params={"api-key": key}), "token_expired")
@@ -324,7 +324,8 @@ def test_key_past_its_expiry_is_token_expired_and_ends_its_stream(api, tenant):
 
 
 def test_jwt_expiry_refuses_requests_and_ends_streams_at_exp(make_server):
-    server = make_server(jwt_expires_seconds=1)
+    # exp is whole seconds: a 2 s lifetime leaves at least 1 s to open the streams
+    server = make_server(jwt_expires_seconds=2)
     api = Api(server.base)
     tenant = api.new_tenant()
     exp = jwt.decode(tenant.jwt, options={"verify_signature": False})["exp"]
