@@ -111,9 +111,12 @@ def qr_row(page, qr_id):
     return page.locator(f'#qr-list li[data-qr-id="{qr_id}"]')
 
 
-def create_qr_on_page(page, amount, description, *, single_use=True, modify_amount=False):
+def create_qr_on_page(
+    page, amount, description, *, single_use=True, modify_amount=False, due_date=""
+):
     page.fill("#qr-form [name=amount]", amount)
     page.fill("#qr-form [name=description]", description)
+    page.fill("#qr-form [name=dueDate]", due_date)
     page.set_checked("#qr-form [name=singleUse]", single_use)
     page.set_checked("#qr-form [name=modifyAmount]", modify_amount)
     page.click("#qr-form button[type=submit]")
@@ -139,9 +142,10 @@ def test_payment_shows_in_feed_and_balance_within_a_second(page, dashboard_serve
     expect(page.locator("#balance")).to_have_text("Bs 0,00")
     expect(page.locator("#last-heartbeat")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
 
-    qr_id = create_qr_on_page(page, "1.100,50", "Venta de mostrador")
+    qr_id = create_qr_on_page(page, "1.100,50", "Venta de mostrador", due_date="2030-12-31")
     row = qr_row(page, qr_id)
     expect(row.locator(".status")).to_have_attribute("data-status", "active")
+    expect(row).to_contain_text("vence 31/12/2030, 23:59")  # a date: the end of that day, La Paz
     expect(row.locator("img.qr-image")).to_have_attribute("src", re.compile(r"^blob:"))
     assert row.locator("img.qr-image").evaluate("img => img.complete && img.naturalWidth > 0")
     shot(page, "qr-created")
