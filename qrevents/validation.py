@@ -45,7 +45,8 @@ def json_object():
     raw = request_body()
     try:
         body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except (ValueError, UnicodeDecodeError, RecursionError, ArithmeticError):
+        # ArithmeticError: Decimal's InvalidOperation, for an exponent it cannot hold
         raise InvalidJson("The body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidJson("The body must be a JSON object")

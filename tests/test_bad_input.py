@@ -249,6 +249,9 @@ CASES = [
                  400, "invalid_json", None, id="qr-amount-infinity-literal"),
     pytest.param(post_qr('{"amount": 1e999999, "currency": "BOB", "description": "x"}'),
                  422, "validation_failed", "amount", id="qr-amount-huge-exponent"),
+    pytest.param(post_qr('{"amount": 1E+99999999999999999999, "currency": "BOB", '
+                         '"description": "x"}'), 400, "invalid_json", None,
+                 id="qr-amount-exponent-beyond-decimal"),
     pytest.param(post_qr('{"amount": 1e-999999, "currency": "BOB", "description": "x"}'),
                  422, "validation_failed", "amount", id="qr-amount-tiny-exponent"),
     pytest.param(post_qr(qr_body(currency="EUR")), 422, "validation_failed", "currency",

@@ -242,6 +242,8 @@ def test_time_of_day_adds_seconds():
         (b'{"amount": Infinity}', "The body is not valid JSON"),
         (b'{"amount": -Infinity}', "The body is not valid JSON"),
         (b'{"amount": 1' + b"0" * 5000 + b"}", "The body is not valid JSON"),
+        (b'{"amount": 1E+99999999999999999999}', "The body is not valid JSON"),
+        (b'{"amount": 1.5E-99999999999999999999}', "The body is not valid JSON"),
         (b"[" * 50000, "The body is not valid JSON"),
         (b"[1, 2]", "The body must be a JSON object"),
         (b'"text"', "The body must be a JSON object"),
@@ -250,6 +252,7 @@ def test_time_of_day_adds_seconds():
     ],
     ids=[
         "malformed", "empty", "not-utf8", "nan", "infinity", "minus-infinity", "5000-digit-int",
+        "exponent-beyond-decimal", "negative-exponent-beyond-decimal",
         "deep-nesting", "array", "string", "null", "number",
     ],
 )  # fmt: skip
