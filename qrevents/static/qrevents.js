@@ -196,6 +196,7 @@ async function errorCode(response, fallback) {
  * - `retryMs`: the base reconnection delay; by default the server's `retry:` value.
  * - `maxRetryMs` (30000): the cap of the backoff.
  * - `idleTimeoutMs` (90000): reconnect when nothing, not even a heartbeat, arrived for this long.
+ * - `rememberIds` (2000): how many recent durable ids are kept to drop a repeat.
  * - `fetch`, `EventSource`, `random`: injectable for tests.
  */
 export class QrEventsClient {
@@ -222,8 +223,8 @@ export class QrEventsClient {
     this.listeners = new Map();
     this.seenIds = new Set();
     this.stopped = true;
-    this.closeCurrent = null;
-    this.wake = null;
+    this.closeCurrent = null; // ends the open connection, which then counts as dropped
+    this.wake = null; // ends the backoff wait early
   }
 
   /**
