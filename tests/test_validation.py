@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from qrevents import bank_signature
@@ -394,3 +396,41 @@ def test_static_bearer_secret_must_match_exactly(authorization, accepted):
 def test_a_signature_header_is_not_rescued_by_a_bearer_secret():
     """A wrong signature is a refusal even beside the right static secret: one form per call."""
     assert not bank_signature.verify(SECRET, b"{}", "t=1,v1=00", f"Bearer {SECRET}", now=NOW)
+
+
+# ---- any JSON value at all -----------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+READERS = [
+    ("string", {"max_length": 20}),
+    ("safe_id", {}),
+    ("email", {}),
+    ("integer", {}),
+    ("boolean", {"default": True}),
+    ("amount", {}),
+    ("currency", {}),
+    ("choice", {"choices": ("used", "completed")}),
+    ("moment", {"required": False}),
+    ("time_of_day", {}),
+]
+
+
+@pytest.mark.parametrize("reader, options", READERS, ids=[r for r, _ in READERS])
+@settings(max_examples=150, deadline=None)
+@given(value=JSON_VALUES)
+def test_every_reader_takes_any_json_value_without_raising(reader, options, value):
+    fields = Fields({"field": value})
+    result = getattr(fields, reader)("field", **options)
+    assert (result is None) or ("field" not in fields.errors)
+    if "field" in fields.errors:
+        assert isinstance(fields.errors["field"], str)
