@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from models.db import open_database
-from tests.live import ADMIN_KEY, Api
+from tests.live import ADMIN_KEY, BANK_SECRET, Api
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 INVALID = {
@@ -250,6 +250,12 @@ def test_api_key_is_shown_once_and_stored_only_as_a_hash(server, api, tenant):
     assert all("key" not in k for k in listed)
     assert mine[0]["prefix"] == key[: len(mine[0]["prefix"])] and len(mine[0]["prefix"]) < 16
     assert key not in api.get("/api-keys", headers=tenant.headers).text
+    with api.stream(headers={"X-API-Key": key}) as stream:  # the key is its maker's
+        connection = stream.next()
+    assert (connection.data["accountId"], connection.data["userId"]) == (
+        tenant.account_id,
+        tenant.user_id,
+    )
     db = database(server)
     try:
         rows = db.execute_sql('SELECT * FROM "api_key"').fetchall()
@@ -577,7 +583,7 @@ def test_credentials_in_query_strings_never_reach_the_log(server, api, tenant):
     assert "/accounts/me" in log and "/events/stream" in log  # the requests were logged
     leaked = [s for s in secrets if s in log]
     assert not leaked, f"credentials in the server log: {leaked}"
-    assert ADMIN_KEY not in server.log()
+    assert ADMIN_KEY not in server.log() and BANK_SECRET not in server.log()
     assert "NEVERLOGGED" not in log
 
 
