@@ -398,3 +398,25 @@ def test_qrevents_js_over_native_eventsource_spends_tickets_and_resumes(page, da
     assert len(streams) == 2
     assert all("ticket=qrt_" in url and tenant.api_key not in url for url in streams)
     assert f"lastEventId=qr_created_{first['qrId']}" in streams[1]
+
+
+def test_expired_sign_in_asks_to_sign_in_again(browser, tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'qrevents.db'}"
+    live = LiveServer(tmp_path, database_url, jwt_expires_seconds=3, **FAST).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        api = Api(live.base)
+        tenant = api.new_tenant()
+        api.session.close()
+        sign_in(page, live.base, tenant)
+        expect(page.locator("#connection")).to_have_attribute(
+            "data-state", "signed_out", timeout=6000
+        )
+        expect(page.locator("#signin-message")).to_have_text(
+            "La sesión expiró. Inicie sesión de nuevo."
+        )
+        assert page.evaluate("() => sessionStorage.length") == 0
+    finally:
+        context.close()  # first, so that the server need not wait for its idle connections
+        live.stop()
