@@ -42,10 +42,9 @@ class EventStream:
         return 0 if self.resume_seq is None else self.sub.start_seq - self.resume_seq
 
     def __iter__(self):
-        return self
-
-    def __next__(self):
-        return next(self._frames)
+        # gunicorn iterates the generator itself (one interpreter level less on the saved
+        # stack of every parked stream) and still calls ``close`` on this object.
+        return self._frames
 
     def close(self):
         self._frames.close()
@@ -78,21 +77,8 @@ class EventStream:
         )
         if self.resume_seq is not None:
             yield from self._replay()
-        yield from self._live()
-
-    def _replay(self):
-        """Every missed event up to where live delivery starts, in batches."""
-        after, upto = self.resume_seq, self.sub.start_seq
-        while after < upto and not self.sub.closing:
-            with database.connection_context():
-                batch = frames_between(self.identity.account_id, after, upto, REPLAY_BATCH)
-            if not batch:
-                break
-            metrics.EVENTS_REPLAYED.inc(len(batch))
-            yield b"".join(event.frame for event in batch)
-            after = batch[-1].seq
-
-    def _live(self):
+        # Live frames come from this generator's own frame, not from behind a ``yield from``:
+        # a parked stream's saved stack is one interpreter level shorter (about 0.6 KB).
         sub, clock = self.sub, time.monotonic
         expires = self._expiry_deadline()
         next_beat = clock() + self.heartbeat_seconds
@@ -114,6 +100,18 @@ class EventStream:
             if now >= next_beat:
                 yield sse.heartbeat_frame(self.connection_id)
                 next_beat = now + self.heartbeat_seconds
+
+    def _replay(self):
+        """Every missed event up to where live delivery starts, in batches."""
+        after, upto = self.resume_seq, self.sub.start_seq
+        while after < upto and not self.sub.closing:
+            with database.connection_context():
+                batch = frames_between(self.identity.account_id, after, upto, REPLAY_BATCH)
+            if not batch:
+                break
+            metrics.EVENTS_REPLAYED.inc(len(batch))
+            yield b"".join(event.frame for event in batch)
+            after = batch[-1].seq
 
     def _closing_frames(self, reason):
         # On shutdown the client may keep what was already queued; a revoked key may not.
