@@ -4,7 +4,11 @@ No application code is imported here: the gevent worker must patch the standard 
 before peewee and the app are imported (PITFALLS 1), so ``preload_app`` stays off.
 """
 
+import logging
 import os
+import re
+
+from gunicorn.glogging import Logger
 
 bind = os.environ.get("QREVENTS_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
@@ -24,6 +28,29 @@ errorlog = "-"
 # Several servers may run side by side (tests, hosts); none needs the control socket.
 control_socket_disable = True
 loglevel = os.environ.get("QREVENTS_LOG_LEVEL", "info")
+
+# gunicorn's own warnings quote a malformed request line whole, query string included.
+_CREDENTIAL = re.compile(r"((?:api-key|token|ticket)=)[^&\s\"']+", re.IGNORECASE)
+
+
+class _ScrubCredentials(logging.Filter):
+    def filter(self, record):
+        message = record.getMessage()
+        scrubbed = _CREDENTIAL.sub(r"\1[scrubbed]", message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, ()
+        return True
+
+
+class ScrubbingLogger(Logger):
+    """gunicorn's logger, with credentials cut out of its error log."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        self.error_log.addFilter(_ScrubCredentials())
+
+
+logger_class = ScrubbingLogger
 
 
 def on_starting(server):

@@ -587,12 +587,6 @@ def test_credentials_in_query_strings_never_reach_the_log(server, api, tenant):
     assert "NEVERLOGGED" not in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gunicorn logs a malformed request line whole, query string included, at WARNING "
-    "('Invalid request from ip=...'); the scrub belongs in gunicorn.conf.py (a filter on the "
-    "gunicorn.error logger), outside this test's owner's files",
-)
 def test_a_malformed_request_line_does_not_log_its_credential(server):
     key = "qrk_" + uuid.uuid4().hex + "MALFORMEDLINE"
     offset = len(server.log())
