@@ -35,6 +35,7 @@ RECONNECT_MIN, RECONNECT_MAX = 0.1, 1.0  # listener backoff after a connection e
 COUNTS_INTERVAL = 1.0  # how often a worker publishes its stream counts
 COUNTS_TTL_MS = 3500  # a worker silent this long is dead: its counts no longer count
 COUNTS_CACHE_SECONDS = 0.25  # other workers' counts change once a second at most
+COMMAND_CONNECTIONS = 4  # per worker, for publishes and counts (plus one pub/sub listener)
 
 
 class RedisBroker:
@@ -56,9 +57,17 @@ class RedisBroker:
         self.counts_key = f"{prefix}streams:{self.worker_id}"
         self.revoked_keys = revoked_keys
         options = {"socket_connect_timeout": 1.0, "socket_keepalive": True}
-        # Commands fail fast (one retry: a pooled connection may predate a Redis restart).
-        self.redis = redis.Redis.from_url(
-            url, socket_timeout=1.0, retry=Retry(NoBackoff(), 1), **options
+        # Commands fail fast (one retry: a pooled connection may predate a Redis restart),
+        # over a few connections per worker whatever the number of streams.
+        self.redis = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=COMMAND_CONNECTIONS,
+                timeout=1.0,
+                socket_timeout=1.0,
+                retry=Retry(NoBackoff(), 1),
+                **options,
+            )
         )
         # The listener reconnects itself, so that it knows when to catch up.
         self._listener_redis = redis.Redis.from_url(

@@ -85,6 +85,35 @@ def durable_ids(stream, seconds):
     return ids, beat
 
 
+def test_a_workers_redis_connections_do_not_grow_with_its_streams(tmp_path, private_redis):
+    live = LiveServer(
+        tmp_path / "s",
+        fresh_database_url("postgres", tmp_path),
+        redis_url=private_redis.url,
+        max_streams_per_account=100,
+    ).start()
+    api = Api(live.base)
+    observer = redis.Redis(port=private_redis.port)
+    try:
+        tenant = api.new_tenant()
+        streams = [api.stream(tenant) for _ in range(40)]
+        for stream in streams:
+            stream.next()
+        api.create_qr(tenant)
+        for stream in streams:
+            stream.take(1)
+        # One pub/sub listener and a small pool for commands; the observer is the rest.
+        clients = observer.client_list()
+        for stream in streams:
+            stream.close()
+    finally:
+        observer.close()
+        api.session.close()
+        live.stop()
+    assert len(clients) - 1 <= 1 + 4
+    assert sum(client["flags"] == "P" for client in clients) == 1
+
+
 def test_redis_outage_delays_events_but_loses_and_repeats_none(tmp_path, private_redis):
     settings = {
         "database_url": fresh_database_url("postgres", tmp_path),
