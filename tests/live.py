@@ -108,10 +108,12 @@ class LiveServer:
         path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return [int(pid) for pid in path.read_text().split()]
 
-    def stop(self, timeout=15):
+    def stop(self, timeout=15, graceful=False):
+        """Quick stop by default (SIGQUIT): a graceful one waits out idle keep-alive clients,
+        seconds per server; tests of graceful shutdown send SIGTERM themselves."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signal.SIGTERM if graceful else signal.SIGQUIT)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
