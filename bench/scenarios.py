@@ -489,6 +489,7 @@ class Repetition:
         result["fanout"] = await self.fanout()
         result["saturation"] = await self.saturation()
         await self.open_payment_streams()
+        await self.settle(quiet=0.2, timeout=10)
         result["payments"] = await self.payments(
             self.scale.payment_rate, self.scale.payment_seconds
         )
