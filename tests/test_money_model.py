@@ -1,4 +1,5 @@
-"""A hypothesis state machine of the money and event model, against the real services.
+"""A hypothesis state machine of the money and event model, against the real services
+on each database backend.
 
 Random sequences of QR creations, payments (normal, duplicate, conflicting, late, of the
 wrong amount or currency), cancellations, expiry sweeps, bank status syncs and releases,
@@ -31,6 +32,7 @@ from qrevents.services import payments, qrs
 from qrevents.services.accounts import create_account
 from qrevents.services.eventlog import frames_between
 from qrevents.services.ledger import MOVEMENT_EFFECTS
+from tests.conftest import fresh_database_url
 
 ACCOUNTS = 3
 AMOUNTS = st.sampled_from([1, 50, 1000, 10050, 9_999_999_999])
@@ -292,9 +294,9 @@ class MoneyModel(RuleBasedStateMachine):
         return None
 
 
-def test_money_and_events_stay_consistent_under_random_operations(tmp_path, monkeypatch):
+def test_money_and_events_stay_consistent_under_random_operations(backend, tmp_path, monkeypatch):
     monkeypatch.setenv("QREVENTS_INSTANCE_PATH", str(tmp_path))
-    monkeypatch.setenv("QREVENTS_DATABASE_URL", f"sqlite:///{tmp_path / 'model.db'}")
+    monkeypatch.setenv("QREVENTS_DATABASE_URL", fresh_database_url(backend, tmp_path))
     app = create_app()
     with app.app_context(), database.connection_context():
         run_state_machine_as_test(
