@@ -372,8 +372,28 @@ USER_BODY = _object(
 
 BANK_EXTRA = {"responseCode": {"const": 0, "description": "What BANECO's callback expects"}}
 
+NULLABLE_STRING = {"type": ["string", "null"]}
+QR_STATUS = {"type": "string", "enum": QR_STATUSES}
+QR_EVENT_FIELDS = {
+    "qrId": STRING,
+    "transactionId": STRING,
+    "amount": AMOUNT_OUT,
+    "currency": CURRENCY,
+    "description": STRING,
+    "dueDate": MOMENT,
+    "singleUse": BOOLEAN,
+    "modifyAmount": BOOLEAN,
+    "status": QR_STATUS,
+}
+
+
+def _event(properties):
+    """An event's ``data``: exactly these keys (a key added in code must be added here)."""
+    return _object(properties, additionalProperties=False)
+
+
 EVENT_DATA = {
-    "connection": _object(
+    "connection": _event(
         {
             "message": STRING,
             "accountId": INTEGER,
@@ -386,82 +406,78 @@ EVENT_DATA = {
             "replayed": INTEGER,
         }
     ),
-    "heartbeat": _object({"timestamp": MOMENT, "connectionId": STRING}),
-    "qr_created": [
-        "qrId",
-        "transactionId",
-        "amount",
-        "currency",
-        "description",
-        "dueDate",
-        "singleUse",
-        "modifyAmount",
-        "status",
-    ],
-    "qr_payment": [
-        "qrId",
-        "transactionId",
-        "amount",
-        "currency",
-        "senderName",
-        "senderDocumentId",
-        "senderAccount",
-        "senderBankCode",
-        "description",
-        "paymentDate",
-        "paymentTime",
-        "singleUse",
-        "newStatus",
-        "review",
-        "reviewReason",
-    ],
-    "qr_status_change": [
-        "qrId",
-        "previousStatus",
-        "newStatus",
-        "amount",
-        "currency",
-        "description",
-        "singleUse",
-        "dueDate",
-        "syncSource",
-    ],
-    "account_balance_update": [
-        "accountId",
-        "movementType",
-        "amount",
-        "previousBalance",
-        "newBalance",
-        "previousAvailableBalance",
-        "newAvailableBalance",
-        "description",
-        "qrId",
-        "transactionId",
-        "currency",
-    ],
-    "stream_closed": _object(
+    "heartbeat": _event({"timestamp": MOMENT, "connectionId": STRING}),
+    "qr_created": _event(QR_EVENT_FIELDS),
+    "qr_payment": _event(
+        {
+            "qrId": STRING,
+            "transactionId": STRING,
+            "amount": AMOUNT_OUT,
+            "currency": CURRENCY,
+            "senderName": STRING,
+            "senderDocumentId": STRING,
+            "senderAccount": STRING,
+            "senderBankCode": STRING,
+            "description": STRING,
+            "paymentDate": MOMENT,
+            "paymentTime": STRING,
+            "singleUse": BOOLEAN,
+            "newStatus": QR_STATUS,
+            "review": BOOLEAN,
+            "reviewReason": NULLABLE_STRING,
+        }
+    ),
+    "qr_status_change": _event(
+        {
+            "qrId": STRING,
+            "previousStatus": QR_STATUS,
+            "newStatus": QR_STATUS,
+            "amount": AMOUNT_OUT,
+            "currency": CURRENCY,
+            "description": STRING,
+            "singleUse": BOOLEAN,
+            "dueDate": MOMENT,
+            "syncSource": {"type": "string", "enum": ["user", "bank_api", "payment", "scheduler"]},
+        }
+    ),
+    "account_balance_update": _event(
+        {
+            "accountId": INTEGER,
+            "movementType": {"type": "string", "enum": MOVEMENT_TYPES},
+            "amount": AMOUNT_OUT,
+            "previousBalance": AMOUNT_OUT,
+            "newBalance": AMOUNT_OUT,
+            "previousAvailableBalance": AMOUNT_OUT,
+            "newAvailableBalance": AMOUNT_OUT,
+            "description": STRING,
+            "qrId": NULLABLE_STRING,
+            "transactionId": NULLABLE_STRING,
+            "currency": CURRENCY,
+        }
+    ),
+    "stream_closed": _event(
         {"reason": {"type": "string", "enum": list(CLOSE_REASONS)}, "timestamp": MOMENT}
     ),
 }
 
+# Durable events' SSE ids: (template, pattern); the others carry no ``id:`` line.
 EVENT_IDS = {
-    "connection": None,
-    "heartbeat": None,
-    "qr_created": "qr_created_<qrId>",
-    "qr_payment": "qr_payment_<payment transactionId>",
-    "qr_status_change": "qr_status_change_<qrId>_<ms>",
-    "account_balance_update": "balance_update_<ms>_<movement seq>",
-    "stream_closed": None,
+    "qr_created": ("qr_created_<qrId>", "^qr_created_[0-9]{20}$"),
+    "qr_payment": ("qr_payment_<payment transactionId>", "^qr_payment_[A-Za-z0-9_.:-]{1,64}$"),
+    "qr_status_change": ("qr_status_change_<qrId>_<ms>", "^qr_status_change_[0-9]{20}_[0-9]+$"),
+    "account_balance_update": (
+        "balance_update_<ms>_<movement seq>",
+        "^balance_update_[0-9]+_[0-9]+$",
+    ),
 }
 
 
 def _event_catalog():
-    """``x-sse-events``: each event type, its SSE ``id:`` and its ``data`` keys."""
+    """``x-sse-events``: each event type, its SSE ``id:`` and the schema of its ``data``."""
     catalog = {}
     for event_type, data in EVENT_DATA.items():
-        if isinstance(data, list):
-            data = _object({key: {} for key in data})
-        catalog[event_type] = {"id": EVENT_IDS[event_type], "data": data}
+        template, pattern = EVENT_IDS.get(event_type, (None, None))
+        catalog[event_type] = {"id": template, "idPattern": pattern, "data": data}
     return catalog
 
 

@@ -1,8 +1,10 @@
 """``/openapi.json`` is true to the code: every route described, every real response valid."""
 
+import json
 import re
 from urllib.parse import urlparse
 
+import jsonschema_rs
 import pytest
 import requests
 import schemathesis
@@ -166,3 +168,30 @@ def _exercise_every_route(api):
     api.get("/metrics", headers=ADMIN)
     api.get("/metrics", headers=auth)
     api.get("/dashboard")
+
+
+def test_every_event_on_the_stream_matches_the_catalog(api, tenant):
+    catalog = build_spec()["paths"]["/events/stream"]["get"]["x-sse-events"]
+    key = api.admin(f"/admin/accounts/{tenant.account_id}/api-keys", {"name": "catalog"})
+    with api.stream(headers={"Authorization": f"Bearer {key['key']}"}) as stream:
+        events = [stream.next()]
+        qr = api.create_qr(tenant, "10.00")
+        other = api.create_qr(tenant, "20.00", singleUse=False)
+        assert api.pay(qr["qrId"], "10.00", f"TXN_CAT_{qr['qrId']}").status_code == 200
+        assert api.pay(other["qrId"], "5.00", f"TXN_HELD_{qr['qrId']}").status_code == 200
+        api.post(f"/payments/TXN_HELD_{qr['qrId']}/release", headers=tenant.headers)
+        api.post(f"/qr/{other['qrId']}/cancel", headers=tenant.headers)
+        api.bank("/bank/qr-status", {"qrId": qr["qrId"], "status": "completed"})
+        events += stream.take(10, skip=())  # heartbeats included
+        events += stream.until("heartbeat")
+        api.delete(f"/api-keys/{key['id']}", headers=tenant.headers)
+        events += stream.until("stream_closed")
+    assert {event.event for event in events} == set(catalog)
+    for event in events:
+        entry = catalog[event.event]
+        data = json.loads(dumps(event.data))  # amounts as JSON numbers again
+        jsonschema_rs.validate(entry["data"], data)
+        if entry["idPattern"] is None:
+            assert event.id is None, event
+        else:
+            assert re.match(entry["idPattern"], event.id), event
