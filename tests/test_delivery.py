@@ -206,6 +206,7 @@ def test_graceful_shutdown_tells_streams_why_they_end(make_server):
         assert stream.next(timeout=5) is None
     assert closed.data["reason"] == "server_shutdown"
     assert time.monotonic() - started < 3
+    api.session.close()  # an idle keep-alive connection would hold the worker 5 s more
     server.process.wait(10)
 
 
