@@ -87,21 +87,6 @@ def make_server(backend, tmp_path):
 
 
 @pytest.fixture
-def client_of(make_server):
-    """``Api`` clients whose connections close before their servers stop (an idle keep-alive
-    connection makes gunicorn's graceful stop wait out its 5 s keep-alive)."""
-    clients = []
-
-    def connect(server):
-        clients.append(Api(server.base))
-        return clients[-1]
-
-    yield connect
-    for client in clients:
-        client.session.close()
-
-
-@pytest.fixture
 def api(server):
     return Api(server.base)
 

@@ -22,8 +22,8 @@ def assert_rate_limited(response):
     assert 1 <= int(response.headers["Retry-After"]) <= 60
 
 
-def test_failed_logins_are_throttled_per_email(make_server, client_of):
-    api = client_of(make_server(login_limit_per_email="3 per minute"))
+def test_failed_logins_are_throttled_per_email(make_server):
+    api = Api(make_server(login_limit_per_email="3 per minute").base)
     tenant = api.new_tenant()
     for _ in range(3):
         assert login(api, tenant.email).status_code == 401
@@ -35,15 +35,15 @@ def test_failed_logins_are_throttled_per_email(make_server, client_of):
     assert login(api, other.email, other.password).status_code == 200
 
 
-def test_successful_logins_do_not_count(make_server, client_of):
-    api = client_of(make_server(login_limit_per_email="2 per minute"))
+def test_successful_logins_do_not_count(make_server):
+    api = Api(make_server(login_limit_per_email="2 per minute").base)
     tenant = api.new_tenant()
     for _ in range(4):
         assert login(api, tenant.email, tenant.password).status_code == 200
 
 
-def test_failed_logins_are_throttled_per_client_address(make_server, client_of):
-    api = client_of(make_server(login_limit_per_address="4 per minute"))
+def test_failed_logins_are_throttled_per_client_address(make_server):
+    api = Api(make_server(login_limit_per_address="4 per minute").base)
     tenant = api.new_tenant()
     for n in range(4):
         assert login(api, f"nobody{n}@example.com").status_code == 401
@@ -51,16 +51,16 @@ def test_failed_logins_are_throttled_per_client_address(make_server, client_of):
     assert_rate_limited(login(api, tenant.email, tenant.password))
 
 
-def test_a_forged_forwarded_for_does_not_escape_the_address_limit(make_server, client_of):
-    api = client_of(make_server(login_limit_per_address="2 per minute"))
+def test_a_forged_forwarded_for_does_not_escape_the_address_limit(make_server):
+    api = Api(make_server(login_limit_per_address="2 per minute").base)
     for n in range(2):
         forged = {"X-Forwarded-For": f"203.0.113.{n}"}
         assert login(api, "x@example.com", headers=forged).status_code == 401
     assert_rate_limited(login(api, "x@example.com", headers={"X-Forwarded-For": "198.51.100.9"}))
 
 
-def test_behind_a_trusted_proxy_each_client_address_counts_alone(make_server, client_of):
-    api = client_of(make_server(login_limit_per_address="2 per minute", proxy_hops=1))
+def test_behind_a_trusted_proxy_each_client_address_counts_alone(make_server):
+    api = Api(make_server(login_limit_per_address="2 per minute", proxy_hops=1).base)
     first = {"X-Forwarded-For": "203.0.113.1"}
     for _ in range(2):
         assert login(api, "x@example.com", headers=first).status_code == 401
@@ -69,8 +69,8 @@ def test_behind_a_trusted_proxy_each_client_address_counts_alone(make_server, cl
     assert login(api, "x@example.com", headers=second).status_code == 401
 
 
-def test_rest_requests_are_rate_limited_per_credential(make_server, client_of):
-    api = client_of(make_server(api_rate_limit="5 per minute"))
+def test_rest_requests_are_rate_limited_per_credential(make_server):
+    api = Api(make_server(api_rate_limit="5 per minute").base)
     tenant = api.new_tenant()
     for _ in range(5):
         assert api.get("/accounts/me", headers=tenant.headers).status_code == 200
@@ -80,8 +80,8 @@ def test_rest_requests_are_rate_limited_per_credential(make_server, client_of):
     assert api.get("/accounts/me", headers={"Authorization": f"Bearer {tenant.jwt}"}).ok
 
 
-def test_stream_bank_callbacks_and_admin_are_not_rate_limited(make_server, client_of):
-    api = client_of(make_server(api_rate_limit="2 per minute"))
+def test_stream_bank_callbacks_and_admin_are_not_rate_limited(make_server):
+    api = Api(make_server(api_rate_limit="2 per minute").base)
     tenant = api.new_tenant()
     qr = api.create_qr(tenant)
     assert api.get("/qr", headers=tenant.headers).status_code == 200

@@ -4,13 +4,13 @@ import time
 
 import pytest
 
-from tests.live import ADMIN_KEY, BANK_SECRET
+from tests.live import ADMIN_KEY, BANK_SECRET, Api
 
 
 @pytest.fixture
-def logged(make_server, client_of):
+def logged(make_server):
     server = make_server()
-    return server, client_of(server)
+    return server, Api(server.base)
 
 
 def entries(server, event, timeout=5):

@@ -48,8 +48,8 @@ def test_metrics_need_the_admin_key(api, tenant):
     assert api.get("/metrics", headers=ADMIN).status_code == 200
 
 
-def test_streams_events_frames_and_callbacks_are_counted(make_server, client_of):
-    api = client_of(make_server())
+def test_streams_events_frames_and_callbacks_are_counted(make_server):
+    api = Api(make_server().base)
     tenant = api.new_tenant()
     jwt = {"Authorization": f"Bearer {tenant.jwt}"}
     with api.stream(tenant) as by_key, api.stream(headers=jwt) as by_jwt:
@@ -81,8 +81,8 @@ def test_streams_events_frames_and_callbacks_are_counted(make_server, client_of)
     assert value(after, "qrevents_commit_to_write_seconds_bucket", le="+Inf") >= 2
 
 
-def test_replay_and_close_reasons_are_counted(make_server, client_of):
-    api = client_of(make_server())
+def test_replay_and_close_reasons_are_counted(make_server):
+    api = Api(make_server().base)
     tenant = api.new_tenant()
     first = api.create_qr(tenant)
     api.create_qr(tenant)

@@ -15,7 +15,7 @@ from qrevents.services import qrs
 from qrevents.services.accounts import create_account
 from qrevents.services.eventlog import seq_of_event_id
 from qrevents.services.retention import prune
-from tests.live import BIN, ROOT
+from tests.live import BIN, ROOT, Api
 
 
 @pytest.fixture
@@ -94,10 +94,10 @@ def test_prune_removes_expired_stream_tickets_only(app):
     assert StreamTicket.select().count() == 1
 
 
-def test_prune_events_command_uses_the_configured_retention(make_server, client_of):
+def test_prune_events_command_uses_the_configured_retention(make_server):
     server = make_server(event_retention_days=3)
     url = server.env["QREVENTS_DATABASE_URL"]
-    api = client_of(server)
+    api = Api(server.base)
     tenant = api.new_tenant()
     api.create_qr(tenant)
     api.create_qr(tenant)
@@ -115,10 +115,10 @@ def test_prune_events_command_uses_the_configured_retention(make_server, client_
     assert _execute(url, f"SELECT seq FROM event WHERE account_id = {tenant.account_id}") == [(2,)]
 
 
-def test_every_worker_prunes_periodically_and_resume_then_resyncs(make_server, client_of):
+def test_every_worker_prunes_periodically_and_resume_then_resyncs(make_server):
     server = make_server(retention_sweep_seconds=0.2)
     url = server.env["QREVENTS_DATABASE_URL"]
-    api = client_of(server)
+    api = Api(server.base)
     tenant = api.new_tenant()
     first = api.create_qr(tenant)
     api.create_qr(tenant)
