@@ -12,7 +12,7 @@ from bench.scenarios import Repetition, Scale
 from bench.servers import QreventsServer
 
 TINY = Scale(
-    levels=(6,),
+    levels=(4, 6),
     fanout_streams=4,
     fanout_events=2,
     saturation_events=3,
@@ -48,6 +48,7 @@ def test_bench_harness_counts_every_event_once(qrevents_server):
 
     assert result["hold"]["6"]["held"] == 6
     assert result["hold"]["6"]["first_event_p50_ms"] is not None
+    assert result["hold"]["6"]["first_event_alone_p50_ms"] is not None
     for phase in ("fanout", "saturation", "payments", "storm"):
         assert result[phase]["lost"] == 0, (phase, result[phase])
         assert result[phase]["duplicates"] == 0, (phase, result[phase])
