@@ -108,3 +108,33 @@ def redis_url():
 def redis_prefix():
     """A key prefix for one deployment under test: parallel servers never hear each other."""
     return f"qrevents-test-{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """The app in this process on a temporary SQLite file, inside an app context and a
+    database connection: for calling services directly."""
+    from models import database
+    from qrevents import create_app
+
+    monkeypatch.setenv("QREVENTS_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("QREVENTS_DATABASE_URL", f"sqlite:///{tmp_path / 'unit.db'}")
+    app = create_app()
+    with app.app_context(), database.connection_context():
+        yield app
+
+
+def create_test_qr(account_id):
+    """An active single-use QR of 10.00 BOB, created through the service."""
+    from qrevents.services import qrs
+
+    request = qrs.QrRequest(
+        amount_cents=1000,
+        currency="BOB",
+        description="x",
+        due_date=None,
+        single_use=True,
+        modify_amount=False,
+        transaction_id=None,
+    )
+    return qrs.create_qr(account_id, request)[0]

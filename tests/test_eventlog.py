@@ -2,21 +2,12 @@
 
 import pytest
 
-from models import Account, Event, Payment, Qr, database
-from qrevents import create_app
-from qrevents.services import payments, qrs
+from models import Account, Event, Payment, Qr
+from qrevents.services import payments
 from qrevents.services.accounts import create_account
 from qrevents.services.payments import PaymentNotice
 from qrevents.signals import events_committed
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("QREVENTS_INSTANCE_PATH", str(tmp_path))
-    monkeypatch.setenv("QREVENTS_DATABASE_URL", f"sqlite:///{tmp_path / 'unit.db'}")
-    app = create_app()
-    with app.app_context(), database.connection_context():
-        yield app
+from tests.conftest import create_test_qr
 
 
 @pytest.fixture
@@ -29,19 +20,6 @@ def announced(app):
     events_committed.connect(receiver, sender=app)
     yield seen
     events_committed.disconnect(receiver, sender=app)
-
-
-def new_qr(account):
-    request = qrs.QrRequest(
-        amount_cents=1000,
-        currency="BOB",
-        description="x",
-        due_date=None,
-        single_use=True,
-        modify_amount=False,
-        transaction_id=None,
-    )
-    return qrs.create_qr(account.id, request)[0]
 
 
 def notice(qr):
@@ -64,8 +42,8 @@ def notice(qr):
 
 def test_committed_events_are_announced_with_contiguous_sequence(app, announced):
     account = create_account("A", "BOB")
-    new_qr(account)
-    new_qr(account)
+    create_test_qr(account.id)
+    create_test_qr(account.id)
     assert [e.seq for e in announced] == [1, 2]
     assert Account.get_by_id(account.id).event_seq == 2
     assert announced[0].frame.startswith(b"id: qr_created_")
@@ -73,7 +51,7 @@ def test_committed_events_are_announced_with_contiguous_sequence(app, announced)
 
 def test_a_payment_that_fails_midway_writes_and_announces_nothing(app, announced, monkeypatch):
     account = create_account("A", "BOB")
-    qr = new_qr(account)
+    qr = create_test_qr(account.id)
     announced.clear()
 
     def failing_movement(*args, **kwargs):
@@ -98,7 +76,7 @@ def test_a_failing_announcement_does_not_undo_the_committed_change(app, monkeypa
 
     events_committed.connect(broken, sender=app)
     try:
-        qr = new_qr(account)
+        qr = create_test_qr(account.id)
     finally:
         events_committed.disconnect(broken, sender=app)
     assert Qr.get_by_id(qr.id).status == "active"

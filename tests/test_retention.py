@@ -5,39 +5,14 @@ import subprocess
 import time
 from datetime import timedelta
 
-import pytest
-
-from models import Event, StreamTicket, database
-from qrevents import create_app
+from models import Event, StreamTicket
 from qrevents.auth import Identity, issue_ticket
 from qrevents.clock import utcnow
-from qrevents.services import qrs
 from qrevents.services.accounts import create_account
 from qrevents.services.eventlog import seq_of_event_id
 from qrevents.services.retention import prune
+from tests.conftest import create_test_qr
 from tests.live import BIN, ROOT, Api
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("QREVENTS_INSTANCE_PATH", str(tmp_path))
-    monkeypatch.setenv("QREVENTS_DATABASE_URL", f"sqlite:///{tmp_path / 'unit.db'}")
-    app = create_app()
-    with app.app_context(), database.connection_context():
-        yield app
-
-
-def new_qr(account_id):
-    request = qrs.QrRequest(
-        amount_cents=1000,
-        currency="BOB",
-        description="x",
-        due_date=None,
-        single_use=True,
-        modify_amount=False,
-        transaction_id=None,
-    )
-    return qrs.create_qr(account_id, request)[0]
 
 
 def age_events(account_id, seqs, days):
@@ -49,7 +24,7 @@ def age_events(account_id, seqs, days):
 def test_prune_deletes_only_events_older_than_the_retention(app):
     account = create_account("A", "BOB")
     for _ in range(4):
-        new_qr(account.id)
+        create_test_qr(account.id)
     age_events(account.id, [1, 2], days=8)
     age_events(account.id, [3], days=6)
     assert prune(7) == (2, 0)
@@ -59,8 +34,8 @@ def test_prune_deletes_only_events_older_than_the_retention(app):
 
 def test_a_pruned_event_id_no_longer_resumes(app):
     account = create_account("A", "BOB")
-    old = new_qr(account.id)
-    new_qr(account.id)
+    old = create_test_qr(account.id)
+    create_test_qr(account.id)
     old_id = f"qr_created_{old.qr_id}"
     assert seq_of_event_id(account.id, old_id, 7) == 1
     age_events(account.id, [1], days=30)
@@ -74,7 +49,7 @@ def test_prune_works_through_more_than_one_batch(app, monkeypatch):
     monkeypatch.setattr(retention, "BATCH", 3)
     account = create_account("A", "BOB")
     for _ in range(7):
-        new_qr(account.id)
+        create_test_qr(account.id)
     age_events(account.id, range(1, 8), days=8)
     assert prune(7) == (7, 0)
     assert Event.select().count() == 0
