@@ -9,7 +9,6 @@ import pytest
 import requests
 import schemathesis
 
-from qrevents import create_app
 from qrevents.openapi import build_spec
 from tests.live import ADMIN_KEY, BANK_SECRET, Api, dumps, payment_body
 
@@ -19,13 +18,6 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 def _template(path):
     """``/qr/<qr_id>`` and ``/qr/{qrId}`` both become ``/qr/{}``."""
     return re.sub(r"<[^>]+>|\{[^}]+\}", "{}", path)
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("QREVENTS_INSTANCE_PATH", str(tmp_path))
-    monkeypatch.setenv("QREVENTS_DATABASE_URL", f"sqlite:///{tmp_path / 'unit.db'}")
-    return create_app()
 
 
 def test_every_route_is_described_and_every_description_is_routed(app):
