@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import peewee
 from playhouse.db_url import parseresult_to_dict
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 database = peewee.DatabaseProxy()
 
@@ -28,12 +28,16 @@ def open_database(url):
     if parsed.scheme == "sqlite":
         # sqlite:///relative.db and sqlite:////absolute.db, as SQLAlchemy spells them
         path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
-        return peewee.SqliteDatabase(
+        # Pooled: opening a connection (and its pragmas) per request, and closing the last
+        # one (a WAL checkpoint), cost more than the request's own queries.
+        return PooledSqliteDatabase(
             path or ":memory:",
             pragmas=SQLITE_PRAGMAS,
             lock_type="IMMEDIATE",  # read-then-write transactions take the write lock at BEGIN
             autoconnect=False,
-            timeout=2,
+            max_connections=64,
+            stale_timeout=300,
+            timeout=10,  # wait for a free connection instead of failing at once
         )
     if parsed.scheme in ("postgres", "postgresql"):
         params = parseresult_to_dict(parsed)

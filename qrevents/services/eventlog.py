@@ -35,23 +35,32 @@ class AccountChange:
         self.account = account
         self.events = []
         self.event_types = []
+        self._rows = []
 
     def record(self, event):
-        """Append ``(type, id, data)`` from ``sse`` to the log with the next sequence number."""
+        """Add ``(type, id, data)`` from ``sse`` to the log with the next sequence number."""
         event_type, event_id, data = event
         self.account.event_seq += 1
         data_json = sse.dumps(data)
-        Event.create(
-            account=self.account.id,
-            seq=self.account.event_seq,
-            event_type=event_type,
-            event_id=event_id,
-            data=data_json,
-            created_at=utcnow(),
+        self._rows.append(
+            {
+                "account": self.account.id,
+                "seq": self.account.event_seq,
+                "event_type": event_type,
+                "event_id": event_id,
+                "data": data_json,
+                "created_at": utcnow(),
+            }
         )
         frame = sse.encode_frame(event_type, data_json, event_id)
         self.event_types.append(event_type)
         self.events.append(CommittedEvent(self.account.id, self.account.event_seq, frame))
+
+    def flush(self):
+        """Write the recorded events and the account row (one INSERT for all the events)."""
+        if self._rows:
+            Event.insert_many(self._rows).execute()
+        self.account.save()
 
 
 def lock_account(account_id):
@@ -68,7 +77,7 @@ def account_change(account_id):
     with database.atomic():
         change = AccountChange(lock_account(account_id))
         yield change
-        change.account.save()
+        change.flush()
     metrics.count_written(change.event_types)
     announce(change.events)
 

@@ -92,7 +92,7 @@ def _record_payment(qr_row, notice):
         payment = Payment.create(
             transaction_id=notice.transaction_id,
             account=qr.account_id,
-            qr=qr.id,
+            qr=qr,  # the instance: the response reads payment.qr without another query
             amount_cents=notice.amount_cents,
             currency=notice.currency,
             sender_name=notice.sender_name,
