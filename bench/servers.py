@@ -154,9 +154,13 @@ class Server:
         raise RuntimeError(f"{self.name} did not answer within {timeout}s")
 
     def _answers(self):
+        return self._accepts(http_request("GET", self.probe_path))
+
+    def _accepts(self, request):
+        """Whether the server answers ``request`` with a 2xx (it is up and serving)."""
         try:
             with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                sock.sendall(http_request("GET", self.probe_path))
+                sock.sendall(request)
                 return sock.recv(64).startswith(b"HTTP/1.1 2")
         except OSError:
             return False
@@ -191,12 +195,7 @@ class LimitServer(Server):
         return [str(BIN / "python"), "-m", "bench.limit_server", "--port", str(self.port)]
 
     def _answers(self):
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                sock.sendall(http_request("POST", self.probe_path))
-                return sock.recv(64).startswith(b"HTTP/1.1 2")
-        except OSError:
-            return False
+        return self._accepts(http_request("POST", self.probe_path))
 
     def stream_request(self, channel, last_id=None):
         headers = [("Last-Event-ID", last_id)] if last_id else []
@@ -233,14 +232,9 @@ class FlaskSseServer(Server):
         return {**os.environ, "BENCH_SSE_REDIS_URL": self.redis_url}
 
     def _answers(self):
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                body = b'{"channel":"probe","type":"probe","data":{}}'
-                headers = [("Content-Type", "application/json")]
-                sock.sendall(http_request("POST", "/publish", body, headers))
-                return sock.recv(64).startswith(b"HTTP/1.1 2")
-        except OSError:
-            return False
+        body = b'{"channel":"probe","type":"probe","data":{}}'
+        headers = [("Content-Type", "application/json")]
+        return self._accepts(http_request("POST", "/publish", body, headers))
 
     def stream_request(self, channel, last_id=None):
         headers = [("Last-Event-ID", last_id)] if last_id else []
