@@ -114,3 +114,27 @@ def test_a_request_that_waits_too_long_is_refused(pooled):
     assert not pooled._gate._waiters
     pooled.close()
     assert pooled._gate._free == 1
+
+
+def test_a_request_that_finds_no_connection_in_time_is_told_to_retry(app):
+    """A 503 with Retry-After (overload), not a 500 with a traceback (a bug)."""
+    from models import database
+
+    pool = database.obj
+    saved = pool._gate, pool._wait_timeout
+    pool._gate, pool._wait_timeout = _FifoGate(0), 0.05  # every connection busy
+    answers = []
+
+    def pay():  # another thread: this one holds the fixture's connection
+        answers.append(app.test_client().post("/bank/payments", json={}))
+
+    try:
+        worker = threading.Thread(target=pay)
+        worker.start()
+        worker.join(5)
+    finally:
+        pool._gate, pool._wait_timeout = saved
+    (answer,) = answers
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.get_json()["error"]["code"] == "unavailable"
