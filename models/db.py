@@ -7,6 +7,7 @@ connection scope is a bug (it would leak a connection from a stream greenlet).
 
 import threading
 from collections import deque
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import peewee
@@ -148,6 +149,18 @@ def bind_database(url):
     db = open_database(url)
     database.initialize(db)
     return db
+
+
+@contextmanager
+def connection():
+    """A connection for this block: the one this greenlet already holds, else a new one closed
+    at the end (peewee's ``connection_context`` closes the connection even if it found one
+    open, which would pull it from under an enclosing block)."""
+    if not database.is_closed():
+        yield
+        return
+    with database.connection_context():
+        yield
 
 
 def supports_row_locks():
