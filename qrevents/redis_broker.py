@@ -1,7 +1,9 @@
 """RedisBroker: committed events, revocations and stream counts shared by every worker.
 
 Each worker holds one pub/sub connection (never one per stream) and one greenlet reading
-it; every event, the worker's own included, reaches the local hub through that listener.
+it. The worker that commits events hands them to its own hub right after publishing them
+(no round trip through Redis for its own streams); their copy from the listener is then a
+repeat, which the hub drops by sequence number.
 Pub/sub is at-most-once, so nothing here is trusted to be complete: the hub fills any gap
 in an account's sequence from the event log, and a publish that fails (Redis down) falls
 back to this worker's hub while the other workers catch up by reconciling with the log.
@@ -93,11 +95,10 @@ class RedisBroker:
             )
             try:
                 self.redis.publish(self.events_channel, payload)
-                return
             except RedisError as exc:
+                # This worker's streams still get them now, the other workers from the log
+                # at their next reconciliation.
                 log.warning("publishing events of account %s failed: %s", account_id, exc)
-        # Redis is out of reach: this worker's streams still get them now, the other
-        # workers from the log at their next reconciliation.
         self.hub.deliver(account_id, events)
 
     def revoke(self, api_key_id):
