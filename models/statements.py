@@ -1,0 +1,118 @@
+"""The few statements every account change runs, as SQL built once per database dialect.
+
+Peewee builds a query's SQL anew at every execution; on the payment path that cost more than
+running the queries. These helpers derive the SQL text from the models' metadata once per
+dialect (placeholder, quoting, row locks) and afterwards only bind values. Values still go
+through each field's ``db_value`` and ``python_value``, so what they read and write is what
+Peewee's own queries would.
+"""
+
+from functools import cache
+
+from .db import database
+
+
+def _dialect():
+    """What the SQL text depends on: the placeholder, the quotes and FOR UPDATE support."""
+    db = database.obj
+    return db.param, db.quote, db.for_update
+
+
+def _quoted(dialect, name):
+    _, quote, _ = dialect
+    return f"{quote[0]}{name}{quote[1]}"
+
+
+def _table(dialect, model):
+    return _quoted(dialect, model._meta.table_name)
+
+
+def _column(dialect, model, name):
+    return _quoted(dialect, model._meta.fields[name].column_name)
+
+
+@cache
+def _select_sql(dialect, model, key_name, lock):
+    param, _, has_row_locks = dialect
+    columns = ", ".join(_column(dialect, model, f.name) for f in model._meta.sorted_fields)
+    key = _column(dialect, model, key_name)
+    sql = f"SELECT {columns} FROM {_table(dialect, model)} WHERE {key} = {param}"
+    return sql + " FOR UPDATE" if lock and has_row_locks else sql
+
+
+@cache
+def _insert_sql(dialect, model, names, row_count, unless_exists=None, returning_id=False):
+    param, _, _ = dialect
+    columns = ", ".join(_column(dialect, model, name) for name in names)
+    row = "(" + ", ".join([param] * len(names)) + ")"
+    values = ", ".join([row] * row_count)
+    sql = f"INSERT INTO {_table(dialect, model)} ({columns}) VALUES {values}"
+    if unless_exists is not None:
+        sql += f" ON CONFLICT ({_column(dialect, model, unless_exists)}) DO NOTHING"
+    if returning_id:
+        sql += f" RETURNING {_column(dialect, model, model._meta.primary_key.name)}"
+    return sql
+
+
+@cache
+def _update_sql(dialect, model, names):
+    param, _, _ = dialect
+    assignments = ", ".join(f"{_column(dialect, model, name)} = {param}" for name in names)
+    key = _column(dialect, model, model._meta.primary_key.name)
+    return f"UPDATE {_table(dialect, model)} SET {assignments} WHERE {key} = {param}"
+
+
+def get_row(model, key_field, value, *, lock=False):
+    """The row whose ``key_field`` (unique) is ``value``, as a model instance, or None.
+
+    ``lock`` write-locks the row until commit where the database has row locks (PostgreSQL's
+    FOR UPDATE); SQLite's write lock is the transaction's, taken at BEGIN IMMEDIATE.
+    """
+    sql = _select_sql(_dialect(), model, key_field.name, lock)
+    row = database.execute_sql(sql, (key_field.db_value(value),)).fetchone()
+    if row is None:
+        return None
+    fields = model._meta.sorted_fields
+    values = {field.name: field.python_value(raw) for field, raw in zip(fields, row, strict=True)}
+    instance = model(__no_default__=1, **values)
+    instance._dirty.clear()
+    return instance
+
+
+def insert(instance, *, unless_exists=None):
+    """INSERT the fields set on a new ``instance`` and give it its id.
+
+    With ``unless_exists`` (a unique field), an existing row holding the same value wins:
+    nothing is written and the answer is False. On PostgreSQL, ON CONFLICT waits for a
+    concurrent transaction inserting that value and then yields to it.
+    """
+    model = type(instance)
+    fields = model._meta.fields
+    names = tuple(name for name in instance.__data__ if name != model._meta.primary_key.name)
+    conflict_name = unless_exists.name if unless_exists is not None else None
+    sql = _insert_sql(_dialect(), model, names, 1, conflict_name, returning_id=True)
+    params = [fields[name].db_value(instance.__data__[name]) for name in names]
+    row = database.execute_sql(sql, params).fetchone()
+    if row is None:
+        return False
+    instance._pk = row[0]
+    instance._dirty.clear()
+    return True
+
+
+def insert_many(model, rows):
+    """INSERT rows (dicts by field name, all with the same names) in one statement."""
+    names = tuple(rows[0])
+    sql = _insert_sql(_dialect(), model, names, len(rows))
+    fields = [model._meta.fields[name] for name in names]
+    params = [field.db_value(row[field.name]) for row in rows for field in fields]
+    database.execute_sql(sql, params)
+
+
+def update(instance, fields):
+    """UPDATE only ``fields`` of ``instance``'s row, from the instance's values."""
+    names = tuple(field.name for field in fields)
+    sql = _update_sql(_dialect(), type(instance), names)
+    params = [field.db_value(instance.__data__[field.name]) for field in fields]
+    params.append(instance._pk)
+    database.execute_sql(sql, params)
