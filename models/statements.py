@@ -32,9 +32,9 @@ def _column(dialect, model, name):
 
 
 @cache
-def _select_sql(dialect, model, key_name, lock):
+def _select_sql(dialect, model, names, key_name, lock):
     param, _, has_row_locks = dialect
-    columns = ", ".join(_column(dialect, model, f.name) for f in model._meta.sorted_fields)
+    columns = ", ".join(_column(dialect, model, name) for name in names)
     key = _column(dialect, model, key_name)
     sql = f"SELECT {columns} FROM {_table(dialect, model)} WHERE {key} = {param}"
     return sql + " FOR UPDATE" if lock and has_row_locks else sql
@@ -62,17 +62,20 @@ def _update_sql(dialect, model, names):
     return f"UPDATE {_table(dialect, model)} SET {assignments} WHERE {key} = {param}"
 
 
-def get_row(model, key_field, value, *, lock=False):
+def get_row(model, key_field, value, *, fields=None, lock=False):
     """The row whose ``key_field`` (unique) is ``value``, as a model instance, or None.
 
-    ``lock`` write-locks the row until commit where the database has row locks (PostgreSQL's
-    FOR UPDATE); SQLite's write lock is the transaction's, taken at BEGIN IMMEDIATE.
+    ``fields`` limits the columns read (the others stay unset, as with Peewee's own partial
+    selects). ``lock`` write-locks the row until commit where the database has row locks
+    (PostgreSQL's FOR UPDATE); SQLite's write lock is the transaction's, taken at BEGIN
+    IMMEDIATE.
     """
-    sql = _select_sql(_dialect(), model, key_field.name, lock)
+    fields = fields or model._meta.sorted_fields
+    names = tuple(field.name for field in fields)
+    sql = _select_sql(_dialect(), model, names, key_field.name, lock)
     row = database.execute_sql(sql, (key_field.db_value(value),)).fetchone()
     if row is None:
         return None
-    fields = model._meta.sorted_fields
     values = {field.name: field.python_value(raw) for field, raw in zip(fields, row, strict=True)}
     instance = model(__no_default__=1, **values)
     instance._dirty.clear()

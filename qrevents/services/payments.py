@@ -54,7 +54,7 @@ def review_reason(qr, notice):
 
 def post_payment(notice):
     """``(payment, duplicate)``: record, credit, update the QR, log and announce, once."""
-    found = get_row(Qr, Qr.qr_id, notice.qr_id)
+    found = get_row(Qr, Qr.qr_id, notice.qr_id, fields=(Qr.id, Qr.account))
     if found is None:
         raise NotFound("No such QR")
     fingerprint = notice.fingerprint()
