@@ -1,6 +1,7 @@
 """Peewee models and the database binding (no business rules here)."""
 
 from .db import bind_database, database, supports_row_locks
+from .prepared import PreparedQuery
 from .tables import (
     TABLES,
     Account,
@@ -21,6 +22,7 @@ __all__ = [
     "Event",
     "Movement",
     "Payment",
+    "PreparedQuery",
     "Qr",
     "StreamTicket",
     "User",

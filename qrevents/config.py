@@ -14,6 +14,10 @@ DEFAULTS = {
     "HEARTBEAT_SECONDS": 30.0,
     "RETRY_MS": 5000,
     "STREAM_QUEUE_SIZE": 1000,
+    # Kernel send buffer of a stream's socket, bytes; 0 leaves it to the kernel's autotuning
+    # (up to net.ipv4.tcp_wmem's max, 4 MiB here). A smaller one bounds kernel memory per
+    # stream and lets a stalled reader reach STREAM_QUEUE_SIZE (slow_consumer) sooner.
+    "STREAM_SEND_BUFFER": 0,
     "MAX_STREAMS_PER_ACCOUNT": 100,
     "EVENT_RETENTION_DAYS": 7,
     "JWT_EXPIRES_SECONDS": 3600,

@@ -5,8 +5,10 @@ possibly late, twice, or out of order. Each account channel keeps the last seque
 handed out and delivers strictly the next one; a gap is filled from the event log. So every
 stream of an account sees that account's events once, in order, whatever the broker did.
 
-Delivery appends an already-encoded frame to each subscription's bounded list and wakes its
-stream: no database, JSON or auth work per delivery.
+Delivery hands an already-encoded frame to each subscription: no database, JSON or auth work
+per delivery. A stream whose connection the hub may write to (see ``Subscription.attach``)
+gets the frame's HTTP chunk sent on its socket right there, from the publishing greenlet,
+without waking the stream's own greenlet; any other gets it in a bounded list and is woken.
 """
 
 import logging
@@ -15,13 +17,19 @@ import time
 import gevent
 from gevent.event import Event as Signal
 
-from . import metrics
+from . import metrics, sse
 
 log = logging.getLogger(__name__)
 
 
 class Subscription:
-    """One open stream: its pending frames, and why it must close, if it must."""
+    """One open stream: its pending frames, and why it must close, if it must.
+
+    While a socket is attached, a frame goes straight to the kernel with one non-blocking
+    ``send`` (its HTTP chunk, encoded once per event). Whatever the kernel does not take at
+    once (a slow reader) is kept in ``unsent`` and, with every frame behind it, left to the
+    stream's greenlet, which writes cooperatively and re-attaches when it has caught up.
+    """
 
     __slots__ = (
         "account_id",
@@ -32,6 +40,8 @@ class Subscription:
         "wakeup",
         "closing",
         "since",
+        "socket",
+        "unsent",
     )
 
     def __init__(self, account_id, api_key_id, limit):
@@ -43,20 +53,53 @@ class Subscription:
         self.wakeup = Signal()
         self.closing = None
         self.since = None  # when the oldest pending frame arrived (monotonic)
+        self.socket = None  # a raw non-blocking socket the hub writes chunks to
+        self.unsent = b""  # the tail of a chunk the kernel did not take
 
-    def push(self, frame):
-        """Queue a frame without ever blocking the sender; overflow ends this stream."""
+    def push(self, frame, chunk=None):
+        """Send or queue a frame without ever blocking the sender; overflow ends this stream.
+
+        True when the frame went to the socket (whole, or its head with the tail queued)."""
         if self.closing:
-            return
+            return False
+        if self.socket is not None and not self.frames and not self.unsent:
+            self._send(chunk or sse.http_chunk(frame))
+            return True
         if len(self.frames) >= self.limit:
             # The client resumes from its Last-Event-ID; the log has what is dropped here.
             self.frames = []
             self.close("slow_consumer")
-            return
+            return False
         if not self.frames:
             self.since = time.monotonic()
         self.frames.append(frame)
         self.wakeup.set()
+        return False
+
+    def _send(self, chunk):
+        try:
+            sent = self.socket.send(chunk)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.socket = None
+            self.close("client_disconnected")
+            return
+        if sent < len(chunk):
+            self.unsent = chunk[sent:]
+            self.since = time.monotonic()
+            self.wakeup.set()
+
+    def attach(self, raw_socket):
+        """Let the hub write to the connection from now on, unless frames are waiting."""
+        if not self.frames and not self.unsent and not self.closing:
+            self.socket = raw_socket
+
+    def detach(self):
+        """Stop the hub's writes (the stream's greenlet is about to write): what it left."""
+        self.socket = None
+        unsent, self.unsent = self.unsent, b""
+        return unsent
 
     def take(self):
         """Every pending frame, oldest first; re-arms the wake-up."""
@@ -79,7 +122,7 @@ class AccountChannel:
         self.account_id = account_id
         self.subscribers = set()
         self.last_seq = None  # None while the starting point is being read
-        self.pending = {}  # seq -> frame, received ahead of a gap
+        self.pending = {}  # seq -> (frame, when it arrived), received ahead of a gap
         self.ready = Signal()
         self.repairing = False
 
@@ -167,9 +210,10 @@ class AccountHub:
         channel = self.channels.get(account_id)
         if channel is None:
             return
+        arrived = time.monotonic()
         for event in events:
             if channel.last_seq is None or event.seq > channel.last_seq:
-                channel.pending[event.seq] = event.frame
+                channel.pending[event.seq] = (event.frame, arrived)
         self._drain(channel)
 
     def _drain(self, channel):
@@ -187,10 +231,15 @@ class AccountHub:
         handed = 0
         while channel.last_seq + 1 in channel.pending:
             channel.last_seq += 1
-            frame = channel.pending.pop(channel.last_seq)
+            frame, arrived = channel.pending.pop(channel.last_seq)
+            chunk = sse.http_chunk(frame)
+            written = False
             for sub in channel.subscribers:
-                sub.push(frame)
+                written |= sub.push(frame, chunk)
             handed += len(channel.subscribers)
+            if written:
+                # Sent on every attached stream by now; queued frames count when flushed.
+                metrics.COMMIT_TO_WRITE.observe(time.monotonic() - arrived)
         if handed:
             metrics.FRAMES_DELIVERED.inc(handed)
 
@@ -209,7 +258,7 @@ class AccountHub:
                 events = self.load_events(channel.account_id, before, upto)
                 for event in events:
                     if event.seq > channel.last_seq:
-                        channel.pending.setdefault(event.seq, event.frame)
+                        channel.pending.setdefault(event.seq, (event.frame, time.monotonic()))
                 self._advance(channel)
                 if channel.last_seq == before:
                     log.error(

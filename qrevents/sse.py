@@ -34,6 +34,11 @@ def encode_frame(event_type, data_json, event_id=None):
     return f"{head}data: {data_json}\n\n".encode()
 
 
+def http_chunk(data):
+    """``data`` as one HTTP/1.1 chunk, for writing to a chunked response's socket directly."""
+    return b"%X\r\n%b\r\n" % (len(data), data)
+
+
 def retry_frame(retry_ms):
     """The reconnection delay a client should use."""
     return f"retry: {int(retry_ms)}\n\n".encode()

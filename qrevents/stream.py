@@ -3,9 +3,16 @@
 It holds plain values only (no request context, no database connection while it waits);
 each replay batch opens and closes its own short connection. ``close`` always releases the
 subscription, even when the client left before the first byte.
+
+Under gunicorn's gevent worker the live phase is mostly not in this generator: once the
+preamble and replay are written, the subscription is attached to the connection's socket and
+the hub writes each event's chunk there itself (``hub.Subscription``). The stream's greenlet
+stays parked and wakes only for heartbeats, a slow reader's backlog, expiry and closing.
 """
 
 import time
+
+import gevent.socket
 
 from models import database
 
@@ -16,11 +23,37 @@ from .services.eventlog import frames_between
 REPLAY_BATCH = 500
 
 
+def chunked_connection(environ):
+    """The client's socket when the hub may write HTTP chunks to it itself, else None.
+
+    That is gunicorn's gevent worker answering a plain-TCP HTTP/1.1 GET: gunicorn frames our
+    body in chunks there, so chunks written beside it are the same framing (never TLS, HTTP/2,
+    HEAD or HTTP/1.0, whose framing differs).
+    """
+    connection = environ.get("gunicorn.socket")
+    if (
+        type(connection) is gevent.socket.socket
+        and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
+        and environ.get("REQUEST_METHOD") == "GET"
+    ):
+        return connection
+    return None
+
+
 class EventStream:
     """An iterable WSGI body; gunicorn calls ``close`` when the stream ends or breaks."""
 
     def __init__(
-        self, hub, sub, identity, *, resume_seq, retry_ms, heartbeat_seconds, request_id=None
+        self,
+        hub,
+        sub,
+        identity,
+        *,
+        resume_seq,
+        retry_ms,
+        heartbeat_seconds,
+        request_id=None,
+        connection=None,
     ):
         self.hub = hub
         self.sub = sub
@@ -30,6 +63,7 @@ class EventStream:
         self.heartbeat_seconds = heartbeat_seconds
         self.connection_id = sse.new_connection_id()
         self.request_id = request_id
+        self.connection = connection  # see chunked_connection
         self.end_reason = None
         self.opened_at = time.monotonic()
         self._frames = self._generate()
@@ -77,13 +111,23 @@ class EventStream:
         )
         if self.resume_seq is not None:
             yield from self._replay()
-        # Live frames come from this generator's own frame, not from behind a ``yield from``:
-        # a parked stream's saved stack is one interpreter level shorter (about 0.6 KB).
-        sub, clock = self.sub, time.monotonic
+        # The live loop runs in this generator's own frame, not behind a ``yield from``: a
+        # parked stream's saved stack is one interpreter level shorter (about 0.6 KB).
+        sub, clock, connection = self.sub, time.monotonic, self.connection
+        # gevent's socket wraps a raw non-blocking one: the hub's writes must never yield.
+        raw = connection._sock if connection is not None else None
         expires = self._expiry_deadline()
         next_beat = clock() + self.heartbeat_seconds
         while True:
+            if raw is not None:
+                sub.attach(raw)
             sub.wakeup.wait(max(0.0, min(next_beat, expires) - clock()))
+            unsent = sub.detach()  # from here until attach, only this greenlet writes
+            if sub.closing == "client_disconnected":
+                self.end_reason = sub.closing
+                return
+            if unsent:
+                connection.sendall(unsent)  # the rest of a chunk the hub began
             if sub.closing:
                 self.end_reason = sub.closing
                 yield self._closing_frames(sub.closing)
@@ -93,13 +137,19 @@ class EventStream:
                 self.end_reason = "token_expired"
                 yield sse.stream_closed_frame("token_expired")
                 return
-            if sub.frames:
-                since = sub.since
-                yield b"".join(sub.take())
-                metrics.COMMIT_TO_WRITE.observe(clock() - since)
+            since, frames = sub.since, sub.take()
+            out = b"".join(frames)
             if now >= next_beat:
-                yield sse.heartbeat_frame(self.connection_id)
+                out += sse.heartbeat_frame(self.connection_id)
                 next_beat = now + self.heartbeat_seconds
+            if not out:
+                continue
+            if connection is None:
+                yield out
+            else:
+                connection.sendall(sse.http_chunk(out))
+            if frames:
+                metrics.COMMIT_TO_WRITE.observe(clock() - since)
 
     def _replay(self):
         """Every missed event up to where live delivery starts, in batches."""

@@ -249,9 +249,22 @@ class SseEvent:
 class SSEClient:
     """Reads SSE frames from a real socket; every read has a deadline."""
 
-    def __init__(self, base, path="/events/stream", headers=None, params=None, timeout=5):
+    def __init__(
+        self,
+        base,
+        path="/events/stream",
+        headers=None,
+        params=None,
+        timeout=5,
+        receive_buffer=None,
+    ):
         host, port = base.removeprefix("http://").split(":")
         self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        if receive_buffer:  # a reader that can fall behind: a small TCP window
+            self.conn.sock = socket.socket()
+            self.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            self.conn.sock.settimeout(timeout)
+            self.conn.sock.connect((host, int(port)))
         target = path + ("?" + urlencode(params) if params else "")
         self.conn.request("GET", target, headers=headers or {})
         self.response = self.conn.getresponse()

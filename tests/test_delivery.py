@@ -171,27 +171,30 @@ def test_concurrent_payments_to_one_account_keep_exact_balance_and_contiguous_se
 
 
 def test_slow_consumer_is_closed_and_catches_up_by_resuming(make_server):
-    server = make_server(stream_queue_size=2)
+    # Small kernel buffers on both ends: a reader that stops reading stalls the server's
+    # writes after a few kilobytes, and the frames behind them fill the stream's queue.
+    server = make_server(stream_queue_size=4, stream_send_buffer=4096)
     api = Api(server.base)
     tenant = api.new_tenant()
-    with api.stream(tenant) as stream:
+    qr = api.create_qr(tenant, singleUse=False)
+    with api.stream(tenant, receive_buffer=4096) as stream:
         stream.next()
-        qr = api.create_qr(tenant)
-        (created,) = stream.take(1)
-        # One payment announces three events at once: more than this stream may queue.
-        assert api.pay(qr["qrId"]).status_code == 200
-        closed = stream.until("stream_closed")[-1]
+        for _ in range(40):  # two events each, ~ 40 KB: far more than the buffers hold
+            assert api.pay(qr["qrId"]).status_code == 200
+        received = stream.until("stream_closed", timeout=10)
         assert stream.next(timeout=2) is None
+    closed, delivered = received[-1], [e for e in received if e.id]
     assert closed.data["reason"] == "slow_consumer"
-    with api.stream(headers={**tenant.headers, "Last-Event-ID": created.id}) as again:
+    assert 0 < len(delivered) < 80
+    with api.stream(headers={**tenant.headers, "Last-Event-ID": delivered[-1].id}) as again:
         connection = again.next()
-        replayed = again.take(3)
-    assert connection.data["replayed"] == 3
-    assert [e.event for e in replayed] == [
+        replayed = again.take(connection.data["replayed"])
+    ids = [e.id for e in delivered + replayed]
+    assert len(ids) == 80 == len(set(ids))
+    assert [e.event for e in delivered + replayed] == [
         "qr_payment",
         "account_balance_update",
-        "qr_status_change",
-    ]
+    ] * 40
 
 
 def test_graceful_shutdown_tells_streams_why_they_end(make_server):

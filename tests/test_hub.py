@@ -1,8 +1,11 @@
 """AccountHub in isolation: strict sequence order whatever the broker does, bounded queues."""
 
+import socket
+
 import gevent
 import pytest
 
+from qrevents import sse
 from qrevents.hub import AccountHub
 from qrevents.services.eventlog import CommittedEvent
 
@@ -105,3 +108,102 @@ def test_last_unsubscribe_drops_the_channel(hub):
     hub.unsubscribe(a)
     hub.unsubscribe(b)
     assert hub.stream_counts() == {} and hub.channels == {}
+
+
+# -- a subscription attached to its connection's socket (gunicorn's gevent worker) ----------
+
+
+@pytest.fixture
+def connection():
+    """``(server end, client end)`` of a real socket pair with small kernel buffers."""
+    server_end, client_end = socket.socketpair()
+    for end, option in ((server_end, socket.SO_SNDBUF), (client_end, socket.SO_RCVBUF)):
+        end.setsockopt(socket.SOL_SOCKET, option, 4096)
+    server_end.setblocking(False)
+    client_end.settimeout(1)
+    yield server_end, client_end
+    server_end.close()
+    client_end.close()
+
+
+def read_chunks(end):
+    """Every HTTP chunk readable now, decoded, in order; fails on broken framing."""
+    return list(read_chunks_from(b"".join(iter(lambda: _recv_now(end), b""))))
+
+
+def test_attached_stream_gets_each_frame_written_by_the_hub_without_a_wakeup(hub, log, connection):
+    server_end, client_end = connection
+    sub = hub.subscribe(1)
+    sub.attach(server_end)
+    hub.deliver(1, [log.commit(11), log.commit(12)])
+    assert not sub.wakeup.is_set() and sub.frames == []
+    assert read_chunks(client_end) == [b"frame 11\n\n", b"frame 12\n\n"]
+
+
+def test_a_stalled_reader_leaves_the_rest_to_the_stream_in_order(log, connection):
+    server_end, client_end = connection
+    hub = AccountHub(load_seqs=log.load_seqs, load_events=log.load_events, queue_size=1000)
+    sub = hub.subscribe(1)
+    sub.attach(server_end)
+    big = [CommittedEvent(1, seq, b"x" * 900 + b"%d\n\n" % seq) for seq in range(11, 211)]
+    hub.deliver(1, big)
+    assert sub.unsent and sub.frames and sub.wakeup.is_set()
+    assert sub.socket is not None and not sub.push(b"later\n\n")  # queued behind the tail
+    # What the stream's greenlet does: finish the chunk, then write the queue as one chunk.
+    rest = sub.detach() + sse.http_chunk(b"".join(sub.take()))
+    received = b""
+    while rest:
+        try:
+            rest = rest[server_end.send(rest) :]
+        except BlockingIOError:
+            pass
+        received += client_end.recv(65536)
+    received += b"".join(iter(lambda: _recv_now(client_end), b""))
+    frames = b"".join(read_chunks_from(received))
+    assert frames == b"".join(e.frame for e in big) + b"later\n\n"
+
+
+def _recv_now(end):
+    end.setblocking(False)
+    try:
+        return end.recv(65536)
+    except BlockingIOError:
+        return b""
+
+
+def read_chunks_from(raw):
+    while raw:
+        size, _, rest = raw.partition(b"\r\n")
+        length = int(size, 16)
+        assert rest[length : length + 2] == b"\r\n", "chunk framing broken"
+        yield rest[:length]
+        raw = rest[length + 2 :]
+
+
+def test_a_stalled_reader_whose_queue_overflows_is_closed_as_slow_consumer(hub, log, connection):
+    server_end, _ = connection
+    sub = hub.subscribe(1)
+    sub.attach(server_end)
+    events = [CommittedEvent(1, seq, b"y" * 2000 + b"\n\n") for seq in range(11, 111)]
+    hub.deliver(1, events)
+    assert sub.closing == "slow_consumer" and sub.frames == []
+
+
+def test_a_reader_gone_ends_the_stream_as_disconnected(hub, log, connection):
+    server_end, client_end = connection
+    sub = hub.subscribe(1)
+    sub.attach(server_end)
+    client_end.close()
+    hub.deliver(1, [log.commit(11)])
+    assert sub.closing == "client_disconnected" and sub.socket is None
+
+
+def test_attaching_waits_until_queued_frames_are_written(hub, log, connection):
+    server_end, _ = connection
+    sub = hub.subscribe(1)
+    hub.deliver(1, [log.commit(11)])  # queued: not attached yet (preamble or replay going)
+    sub.attach(server_end)
+    assert sub.socket is None
+    sub.take()
+    sub.attach(server_end)
+    assert sub.socket is server_end

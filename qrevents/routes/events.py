@@ -1,5 +1,7 @@
 """The event stream, its stats, and stream tickets (also under ``/api``, as the seed uses)."""
 
+import socket
+
 from flask import Blueprint, current_app, g, request
 
 from models import database
@@ -9,7 +11,7 @@ from ..clock import iso, utcnow
 from ..envelope import success
 from ..errors import TooManyStreams, Unavailable
 from ..services.eventlog import seq_of_event_id
-from ..stream import EventStream
+from ..stream import EventStream, chunked_connection
 
 bp = Blueprint("events", __name__)
 
@@ -46,6 +48,9 @@ def stream():
     open_streams = delivery.broker.stream_counts().get(identity.account_id, 0)
     if open_streams >= settings["MAX_STREAMS_PER_ACCOUNT"]:
         raise TooManyStreams(headers={"Retry-After": "5"})
+    connection = chunked_connection(request.environ)
+    if connection is not None and settings["STREAM_SEND_BUFFER"]:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings["STREAM_SEND_BUFFER"])
     sub = delivery.hub.subscribe(identity.account_id, identity.api_key_id)
     body = EventStream(
         delivery.hub,
@@ -55,6 +60,7 @@ def stream():
         retry_ms=settings["RETRY_MS"],
         heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
         request_id=g.get("request_id"),
+        connection=connection,
     )
     return current_app.response_class(
         body, mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from flask import current_app
 
-from models import Account, Event, database
+from models import Account, Event, PreparedQuery, database
 from models.statements import get_row, insert_many, update
 
 from .. import metrics, sse
@@ -104,33 +104,44 @@ def announce(events):
         app.logger.exception("announcing events of account %s failed", events[0].account_id)
 
 
-def frames_between(account_id, after_seq, upto_seq, limit=500):
-    """Committed events with ``after_seq < seq <= upto_seq``, oldest first, at most ``limit``."""
-    rows = (
+_FRAMES_BETWEEN = PreparedQuery(
+    lambda account_id, after_seq, upto_seq, limit: (
         Event.select(Event.seq, Event.event_type, Event.event_id, Event.data)
         .where((Event.account == account_id) & (Event.seq > after_seq) & (Event.seq <= upto_seq))
         .order_by(Event.seq)
         .limit(limit)
-        .tuples()
     )
+)
+
+
+def frames_between(account_id, after_seq, upto_seq, limit=500):
+    """Committed events with ``after_seq < seq <= upto_seq``, oldest first, at most ``limit``."""
     return [
         CommittedEvent(account_id, seq, sse.encode_frame(event_type, data, event_id))
-        for seq, event_type, event_id, data in rows
+        for seq, event_type, event_id, data in _FRAMES_BETWEEN.rows(
+            account_id, after_seq, upto_seq, limit
+        )
     ]
+
+
+_EVENT_BY_ID = PreparedQuery(
+    lambda account_id, event_id: Event.select(Event.seq, Event.created_at).where(
+        (Event.account == account_id) & (Event.event_id == event_id)
+    )
+)
 
 
 def seq_of_event_id(account_id, event_id, retention_days):
     """The sequence number of a client's Last-Event-ID, or None when unknown or too old."""
     if not event_id or len(event_id) > 128:
         return None
-    row = (
-        Event.select(Event.seq, Event.created_at)
-        .where((Event.account == account_id) & (Event.event_id == event_id))
-        .first()
-    )
-    if row is None or row.created_at < utcnow() - timedelta(days=retention_days):
+    row = next(iter(_EVENT_BY_ID.rows(account_id, event_id)), None)
+    if row is None:
         return None
-    return row.seq
+    seq, created_at = row
+    if Event.created_at.python_value(created_at) < utcnow() - timedelta(days=retention_days):
+        return None
+    return seq
 
 
 def current_seqs(account_ids):
