@@ -1,25 +1,27 @@
-"""The few statements every account change runs, as SQL built once per database dialect.
+"""The statements every account change runs, with their SQL built once per database dialect.
 
 Peewee builds a query's SQL anew at every execution; on the payment path that cost more than
-running the queries. These helpers derive the SQL text from the models' metadata once per
-dialect (placeholder, quoting, row locks) and afterwards only bind values. Values still go
-through each field's ``db_value`` and ``python_value``, so what they read and write is what
-Peewee's own queries would.
+running the queries. One-row reads are PreparedQuery objects (Peewee's SQL, built once). The
+writes derive their SQL text from the models' metadata once per dialect (placeholder,
+quoting): PreparedQuery runs SELECTs, and needs its parameters in the order the caller gives
+them. Values still go through each field's ``db_value`` and ``python_value``, so what these
+read and write is what Peewee's own queries would.
 """
 
 from functools import cache
 
-from .db import database
+from .db import database, supports_row_locks
+from .prepared import PreparedQuery
 
 
 def _dialect():
-    """What the SQL text depends on: the placeholder, the quotes and FOR UPDATE support."""
+    """What the SQL text depends on: the placeholder and the quotes."""
     db = database.obj
-    return db.param, db.quote, db.for_update
+    return db.param, db.quote
 
 
 def _quoted(dialect, name):
-    _, quote, _ = dialect
+    _, quote = dialect
     return f"{quote[0]}{name}{quote[1]}"
 
 
@@ -32,17 +34,21 @@ def _column(dialect, model, name):
 
 
 @cache
-def _select_sql(dialect, model, names, key_name, lock):
-    param, _, has_row_locks = dialect
-    columns = ", ".join(_column(dialect, model, name) for name in names)
-    key = _column(dialect, model, key_name)
-    sql = f"SELECT {columns} FROM {_table(dialect, model)} WHERE {key} = {param}"
-    return sql + " FOR UPDATE" if lock and has_row_locks else sql
+def _row_query(model, names, key_name, lock):
+    """One row of ``model`` by a unique key, as a PreparedQuery (Peewee builds its SQL once)."""
+    fields = [model._meta.fields[name] for name in names]
+    key = model._meta.fields[key_name]
+
+    def build(value):
+        query = model.select(*fields).where(key == value)
+        return query.for_update() if lock and supports_row_locks() else query
+
+    return PreparedQuery(build)
 
 
 @cache
 def _insert_sql(dialect, model, names, row_count, unless_exists=None, returning_id=False):
-    param, _, _ = dialect
+    param, _ = dialect
     columns = ", ".join(_column(dialect, model, name) for name in names)
     row = "(" + ", ".join([param] * len(names)) + ")"
     values = ", ".join([row] * row_count)
@@ -56,7 +62,7 @@ def _insert_sql(dialect, model, names, row_count, unless_exists=None, returning_
 
 @cache
 def _update_sql(dialect, model, names):
-    param, _, _ = dialect
+    param, _ = dialect
     assignments = ", ".join(f"{_column(dialect, model, name)} = {param}" for name in names)
     key = _column(dialect, model, model._meta.primary_key.name)
     return f"UPDATE {_table(dialect, model)} SET {assignments} WHERE {key} = {param}"
@@ -72,10 +78,10 @@ def get_row(model, key_field, value, *, fields=None, lock=False):
     """
     fields = fields or model._meta.sorted_fields
     names = tuple(field.name for field in fields)
-    sql = _select_sql(_dialect(), model, names, key_field.name, lock)
-    row = database.execute_sql(sql, (key_field.db_value(value),)).fetchone()
-    if row is None:
+    rows = _row_query(model, names, key_field.name, lock).rows(key_field.db_value(value))
+    if not rows:
         return None
+    (row,) = rows
     values = {field.name: field.python_value(raw) for field, raw in zip(fields, row, strict=True)}
     instance = model(__no_default__=1, **values)
     instance._dirty.clear()
