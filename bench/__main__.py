@@ -43,6 +43,11 @@ def parse_args(argv):
     )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the tables of a past run")
+    parser.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the servers' logs (access log, JSON lines, tracebacks) and print where",
+    )
     return parser.parse_args(argv)
 
 
@@ -157,7 +162,10 @@ async def main_async(args):
             "runs": raw,
         }
         Path(args.out).write_text(json.dumps(document, indent=1))
-    shutil.rmtree(workdir, ignore_errors=True)
+    if args.keep_logs:
+        log(f"server logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     print_tables(summary, [n for n in names if n in summary], notes)
     return document
 

@@ -10,10 +10,12 @@ arrival of the frame at each stream.
 
 import asyncio
 import time
+from collections import Counter
 from time import monotonic_ns
 
 MARK = b"BENCH-"
 SOURCES = tuple(f"127.0.0.{n}" for n in range(2, 18))
+ANSWER_TIMEOUT = 30  # s a stream waits for its status line before counting as failed
 
 
 def marker(seq, due_ns):
@@ -71,6 +73,7 @@ class Stream(asyncio.Protocol):
         self.last_id = None
         self.open = False
         self.closed_reason = None
+        self.gave_up = False  # the pool stopped waiting for its answer
 
     def connection_made(self, transport):
         self.transport = transport
@@ -172,18 +175,24 @@ class StreamPool:
         self.rejected = 0
         self.failed = 0
         self.lost = 0
+        # Why streams did not open: "HTTP <status>", an exception's name, "no answer in
+        # <n> s", or "closed unanswered" (the server closed the socket before any status).
+        self.failures = Counter()
 
     def on_status(self, stream):
         if stream.status == 200:
             self.ok += 1
         else:
             self.rejected += 1
+            self.failures[f"HTTP {stream.status}"] += 1
 
     def on_first(self, stream):
         self.firsts += 1
 
     def on_lost(self, stream):
         self.lost += 1
+        if not stream.status and not stream.answered_on_connect and not stream.gave_up:
+            self.failures["closed unanswered"] += 1
 
     @property
     def open_streams(self):
@@ -213,9 +222,14 @@ class StreamPool:
                 )
                 opened.append(stream)
                 self.streams.append(stream)
-                await asyncio.wait_for(asyncio.shield(stream.answered), 30)
-            except (OSError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(stream.answered), ANSWER_TIMEOUT)
+            except TimeoutError:
+                stream.gave_up = True
                 self.failed += 1
+                self.failures[f"no answer in {ANSWER_TIMEOUT} s"] += 1
+            except OSError as exc:
+                self.failed += 1
+                self.failures[type(exc).__name__] += 1
             finally:
                 gate.release()
 

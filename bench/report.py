@@ -114,6 +114,7 @@ def rows(summary, order):
     add(scenario, "→ subscriber p99, ms", get("payments", "latency_p99_ms"))
     add(scenario, "→ subscriber max, ms", get("payments", "latency_max_ms"))
     add(scenario, "server CPU per payment, ms", get("payments", "cpu_per_payment_ms"), 3)
+    add(scenario, "answered with an error (kinds in the JSON)", get("payments", "errors"), 0)
     add(scenario, "lost / duplicated", lambda r: _pair(r, "payments"))
     scenario = "payments rate sweep"
     add(scenario, "highest rate with p99 ≤ 50 ms, /s", get("sweep", "highest_rate_p99_50ms"), 0)
@@ -122,6 +123,7 @@ def rows(summary, order):
     scenario = "reconnect storm (all streams dropped at once)"
     add(scenario, "streams", get("storm", "streams"), 0)
     add(scenario, "events missed while away", get("storm", "missed_events"), 0)
+    add(scenario, "open at the end (why not: in the JSON)", get("storm", "open_after"), 0)
     add(scenario, "all connected (TCP + request), s", get("storm", "all_connected_s"))
     add(scenario, "all answered (connection event), s", get("storm", "all_reconnected_s"))
     add(scenario, "all resumed with replay, s", get("storm", "all_resumed_s"))

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from time import monotonic_ns
 
@@ -77,6 +78,11 @@ def pct(values, q):
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
+def failure(status):
+    """How a request failed, for the counts of failures by kind."""
+    return f"HTTP {status}" if status else "no connection"
+
+
 def ms(ns):
     return None if ns is None else round(ns / 1e6, 3)
 
@@ -111,7 +117,7 @@ class Repetition:
         self.http = HttpClient(server.host, server.port, max_connections=512)
         self.seq = 0
         self.expected = {}  # channel index -> [seq answered 2xx]
-        self.publish_errors = 0
+        self.publish_errors = Counter()  # "HTTP <status>" (or "no connection") -> count
         self.opened_ns = 0
         self.hold_base = None
 
@@ -138,7 +144,7 @@ class Repetition:
         if 200 <= status < 300:
             self.expected.setdefault(index, []).append(seq)
             return seq
-        self.publish_errors += 1
+        self.publish_errors[failure(status)] += 1
         return None
 
     async def until(self, condition, timeout, step=0.02):
@@ -351,6 +357,7 @@ class Repetition:
         sent = {}
         accepted = {}
         answered = {"ok": 0, "errors": 0}
+        error_kinds = Counter()
 
         def make(index, due):
             channel = channels[index % len(channels)]
@@ -365,6 +372,7 @@ class Repetition:
                 accepted.setdefault(channel, set()).add(seq)
             else:
                 answered["errors"] += 1
+                error_kinds[failure(status)] += 1
 
         before = self.sample_after_gc()
         started = time.monotonic()
@@ -380,6 +388,7 @@ class Repetition:
             "not_sent": not_sent,
             "accepted": answered["ok"],
             "errors": answered["errors"],
+            "error_kinds": dict(error_kinds),
             "answered_rate": round(answered["ok"] / took, 1),
             "streams": len(streams),
             "lost": self.losses(streams, lambda s: accepted.get(s.channel, ())),
@@ -419,6 +428,7 @@ class Repetition:
         self.pool.close(old)
         await asyncio.sleep(0.3)
         self.expected = {}
+        publish_errors = Counter(self.publish_errors)
         channels = sorted({channel for channel, _ in last_ids})
         gate = asyncio.Semaphore(32)
 
@@ -446,6 +456,7 @@ class Repetition:
         specs = [
             (channel, last if self.server.supports_resume else None) for channel, last in last_ids
         ]
+        failures = Counter(self.pool.failures)
         streams = await self.open_streams(specs, rate=1e6, in_flight=1000)
         connected = self.opened_ns - started
         reconnected = monotonic_ns() - started
@@ -466,6 +477,9 @@ class Repetition:
         result = {
             "streams": len(streams),
             "open_after": sum(1 for s in streams if s.open and s.status == 200),
+            # Refused or failed handshakes by kind, and streams the server ended after its 200.
+            "not_reopened": dict(self.pool.failures - failures),
+            "closed_after_200": sum(1 for s in streams if s.status == 200 and not s.open),
             "missed_events": sum(len(v) for v in missed_seqs.values()),
             "all_connected_s": round(connected / 1e9, 3),
             "all_reconnected_s": (
@@ -477,6 +491,7 @@ class Repetition:
             "server_cpu_s": round(cpu, 3),
             "redis_cpu_s": None if redis is None else round(redis, 3),
             "client_cpu_pct": round(client, 1),
+            "publish_errors": dict(self.publish_errors - publish_errors),
         }
         self.log(f"  storm: {result}")
         return result
@@ -514,7 +529,8 @@ class Repetition:
         )
         result["sweep"] = await self.sweep()
         result["storm"] = await self.storm()
-        result["publish_errors"] = self.publish_errors
+        result["publish_errors"] = sum(self.publish_errors.values())
+        result["publish_error_kinds"] = dict(self.publish_errors)
         self.pool.close(self.pool.streams)
         self.http.close()
         await asyncio.sleep(0.3)

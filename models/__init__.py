@@ -1,6 +1,6 @@
 """Peewee models and the database binding (no business rules here)."""
 
-from .db import bind_database, database, supports_row_locks
+from .db import bind_database, connection, database, supports_row_locks
 from .prepared import PreparedQuery
 from .tables import (
     TABLES,
@@ -27,6 +27,7 @@ __all__ = [
     "StreamTicket",
     "User",
     "bind_database",
+    "connection",
     "create_tables",
     "database",
     "supports_row_locks",

@@ -5,11 +5,14 @@ Every model binds to ``database``; ``bind_database`` picks SQLite or PostgreSQL 
 connection scope is a bug (it would leak a connection from a stream greenlet).
 """
 
+import threading
+from collections import deque
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import peewee
 from playhouse.db_url import parseresult_to_dict
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 database = peewee.DatabaseProxy()
 
@@ -22,6 +25,95 @@ SQLITE_PRAGMAS = {
 }
 
 
+class _FifoGate:
+    """A semaphore that hands a released permit to the longest waiter, never to a newcomer.
+
+    ``threading`` is looked up at call time: under gevent (monkey-patched) its locks and
+    events are cooperative, so a waiter parks its greenlet, not the worker.
+    """
+
+    def __init__(self, permits):
+        self._free = permits
+        self._waiters = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self, timeout):
+        with self._lock:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return True
+            if not timeout:
+                return False
+            handed = threading.Event()
+            self._waiters.append(handed)
+        try:
+            if handed.wait(None if timeout == float("inf") else timeout):
+                return True
+        except BaseException:  # killed while waiting: a permit handed meanwhile moves on
+            self._give_up(handed)
+            raise
+        return self._give_up(handed)
+
+    def _give_up(self, handed):
+        """Leave the queue; True if a permit was handed over just before (it is kept)."""
+        with self._lock:
+            if handed.is_set():
+                return True
+            self._waiters.remove(handed)
+            return False
+
+    def release(self):
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().set()  # the permit passes on without being freed
+            else:
+                self._free += 1
+
+
+class _FairPool:
+    """Pooled connections handed out first come, first served.
+
+    Peewee's pool wakes one waiter when a connection comes back, but any greenlet that
+    asks meanwhile takes it first (a woken waiter still has to be scheduled, behind
+    every runnable greenlet of a busy worker) and the waiter queues again at the back.
+    Under a burst (a reconnect storm: hundreds of handshakes per worker) the unlucky
+    ones wait out the whole ``timeout`` and their request fails with a 500 while others
+    get a connection at once. Here a request holds a permit from ``connect`` to
+    ``close``; a released permit goes to the longest waiter.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._gate = _FifoGate(self._max_connections) if self._max_connections else None
+
+    def connect(self, reuse_if_open=False):
+        if self._gate is None or not self.is_closed():
+            return super().connect(reuse_if_open)
+        if not self._gate.acquire(self._wait_timeout or 0):
+            raise MaxConnectionsExceeded("Max connections exceeded, timed out waiting for one.")
+        try:
+            return super().connect(reuse_if_open)
+        except BaseException:
+            self._gate.release()
+            raise
+
+    def close(self):
+        held = self._gate is not None and not self.is_closed()
+        try:
+            return super().close()
+        finally:
+            if held and self.is_closed():
+                self._gate.release()
+
+
+class FairPooledSqliteDatabase(_FairPool, PooledSqliteDatabase):
+    pass
+
+
+class FairPooledPostgresqlDatabase(_FairPool, PooledPostgresqlDatabase):
+    pass
+
+
 def open_database(url):
     """Build (not connect) the Peewee database a URL names."""
     parsed = urlparse(url)
@@ -30,7 +122,7 @@ def open_database(url):
         path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
         # Pooled: opening a connection (and its pragmas) per request, and closing the last
         # one (a WAL checkpoint), cost more than the request's own queries.
-        return PooledSqliteDatabase(
+        return FairPooledSqliteDatabase(
             path or ":memory:",
             pragmas=SQLITE_PRAGMAS,
             lock_type="IMMEDIATE",  # read-then-write transactions take the write lock at BEGIN
@@ -41,7 +133,7 @@ def open_database(url):
         )
     if parsed.scheme in ("postgres", "postgresql"):
         params = parseresult_to_dict(parsed)
-        return PooledPostgresqlDatabase(
+        return FairPooledPostgresqlDatabase(
             params.pop("database"),
             max_connections=int(params.pop("max_connections", 20)),
             stale_timeout=300,
@@ -57,6 +149,18 @@ def bind_database(url):
     db = open_database(url)
     database.initialize(db)
     return db
+
+
+@contextmanager
+def connection():
+    """A connection for this block: the one this greenlet already holds, else a new one closed
+    at the end (peewee's ``connection_context`` closes the connection even if it found one
+    open, which would pull it from under an enclosing block)."""
+    if not database.is_closed():
+        yield
+        return
+    with database.connection_context():
+        yield
 
 
 def supports_row_locks():

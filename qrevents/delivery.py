@@ -7,7 +7,7 @@ import logging
 
 import gevent
 
-from models import database
+from models import connection, database
 
 from .broker import LocalBroker
 from .hub import AccountHub
@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def _load_seqs(account_ids):
-    with database.connection_context():
+    # Called by the stream handshake inside its connection, and by reconciliation alone.
+    with connection():
         return current_seqs(account_ids)
 
 

@@ -1,6 +1,7 @@
 """One error type per failure kind, and the one place they become the JSON envelope."""
 
 from flask import request
+from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 from .envelope import failure
@@ -73,6 +74,16 @@ def register_error_handlers(app):
         if error.code == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
+
+    @app.errorhandler(MaxConnectionsExceeded)
+    def pool_exhausted(error):
+        # Overload, not a bug: every pooled connection stayed busy for the pool's whole wait.
+        app.logger.warning(
+            "no database connection free in time on %s %s", request.method, request.path
+        )
+        return api_error(
+            Unavailable("The server is busy; try again shortly", headers={"Retry-After": "1"})
+        )
 
     @app.errorhandler(Exception)
     def unexpected(error):

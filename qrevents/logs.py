@@ -29,6 +29,11 @@ def log_event(event, **fields):
 
 def init_app(app):
     """Send the JSON lines to stderr (gunicorn's log) and log every request."""
+    # A log record asks for the current thread's name by default; under gevent that makes a
+    # dummy Thread for every greenlet that logs (a tenth of opening a stream, and memory
+    # kept for as long as the stream lives). No line of ours or gunicorn's prints it (the
+    # process id, which gunicorn's lines do print, stays).
+    logging.logThreads = False
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))

@@ -217,7 +217,7 @@ ERRORS = {
     413: "The body is larger than 64 KiB",
     422: "Some fields are not valid (`validation_failed`, with `error.fields`)",
     429: "Rate limited; wait `Retry-After` seconds",
-    503: "A dependency is down, or the server is shutting down",
+    503: "A dependency is down, the server is shutting down, or it is too busy (`Retry-After`)",
 }
 
 

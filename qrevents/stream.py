@@ -51,6 +51,7 @@ class EventStream:
         *,
         resume_seq,
         retry_ms,
+        replay_head=None,
         heartbeat_seconds,
         request_id=None,
         connection=None,
@@ -59,6 +60,7 @@ class EventStream:
         self.sub = sub
         self.identity = identity
         self.resume_seq = resume_seq
+        self.replay_head = replay_head  # the first replay batch, read with the handshake
         self.retry_ms = retry_ms
         self.heartbeat_seconds = heartbeat_seconds
         self.connection_id = sse.new_connection_id()
@@ -154,14 +156,16 @@ class EventStream:
     def _replay(self):
         """Every missed event up to where live delivery starts, in batches."""
         after, upto = self.resume_seq, self.sub.start_seq
+        batch, self.replay_head = self.replay_head, None
         while after < upto and not self.sub.closing:
-            with database.connection_context():
-                batch = frames_between(self.identity.account_id, after, upto, REPLAY_BATCH)
+            if batch is None:
+                with database.connection_context():
+                    batch = frames_between(self.identity.account_id, after, upto, REPLAY_BATCH)
             if not batch:
                 break
             metrics.EVENTS_REPLAYED.inc(len(batch))
             yield b"".join(event.frame for event in batch)
-            after = batch[-1].seq
+            after, batch = batch[-1].seq, None
 
     def _closing_frames(self, reason):
         # On shutdown the client may keep what was already queued; a revoked key may not.

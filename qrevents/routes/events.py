@@ -10,8 +10,8 @@ from ..auth import authenticate, is_admin, issue_ticket
 from ..clock import iso, utcnow
 from ..envelope import success
 from ..errors import TooManyStreams, Unavailable
-from ..services.eventlog import seq_of_event_id
-from ..stream import EventStream, chunked_connection
+from ..services.eventlog import frames_between, seq_of_event_id
+from ..stream import REPLAY_BATCH, EventStream, chunked_connection
 
 bp = Blueprint("events", __name__)
 
@@ -34,7 +34,9 @@ SSE_HEADERS = {
 @bp.get("/events/stream")
 @bp.get("/api/events/stream")
 def stream():
-    """Authenticate, find the resume point and subscribe, all before the first byte."""
+    """Authenticate, find the resume point, subscribe and read the first replay batch, all
+    under one database connection and before the first byte: a database that cannot answer
+    is a 503 the client retries, not a stream cut after its connection event."""
     settings = current_app.config["QREVENTS"]
     delivery = current_app.extensions["qrevents"]
     if delivery.hub.closed:
@@ -45,18 +47,28 @@ def stream():
         resume_seq = seq_of_event_id(
             identity.account_id, last_event_id, settings["EVENT_RETENTION_DAYS"]
         )
-    open_streams = delivery.broker.stream_counts().get(identity.account_id, 0)
-    if open_streams >= settings["MAX_STREAMS_PER_ACCOUNT"]:
-        raise TooManyStreams(headers={"Retry-After": "5"})
+        open_streams = delivery.broker.stream_counts().get(identity.account_id, 0)
+        if open_streams >= settings["MAX_STREAMS_PER_ACCOUNT"]:
+            raise TooManyStreams(headers={"Retry-After": "5"})
+        sub = delivery.hub.subscribe(identity.account_id, identity.api_key_id)
+        try:
+            replay_head = (
+                None
+                if resume_seq is None
+                else frames_between(identity.account_id, resume_seq, sub.start_seq, REPLAY_BATCH)
+            )
+        except BaseException:
+            delivery.hub.unsubscribe(sub)
+            raise
     connection = chunked_connection(request.environ)
     if connection is not None and settings["STREAM_SEND_BUFFER"]:
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings["STREAM_SEND_BUFFER"])
-    sub = delivery.hub.subscribe(identity.account_id, identity.api_key_id)
     body = EventStream(
         delivery.hub,
         sub,
         identity,
         resume_seq=resume_seq,
+        replay_head=replay_head,
         retry_ms=settings["RETRY_MS"],
         heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
         request_id=g.get("request_id"),

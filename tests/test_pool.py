@@ -1,0 +1,140 @@
+"""The connection pool hands connections out first come, first served.
+
+Under a burst the longest waiter must get the next connection: a request arriving later must
+not take it first (with peewee's own pool it does, and the unlucky waiter times out: a 500).
+"""
+
+import threading
+import time
+
+import pytest
+from playhouse.pool import MaxConnectionsExceeded
+
+from models.db import _FifoGate, open_database
+
+
+def wait_until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def queued_waiter(gate, got):
+    """A thread waiting on ``gate``; ``got`` gets what its acquire returned."""
+    waiter = threading.Thread(target=lambda: got.append(gate.acquire(5)))
+    waiter.start()
+    wait_until(lambda: len(gate._waiters) == 1)
+    return waiter
+
+
+def test_a_released_permit_goes_to_the_waiter_not_to_a_newcomer():
+    gate = _FifoGate(1)
+    assert gate.acquire(0)
+    got = []
+    waiter = queued_waiter(gate, got)
+
+    gate.release()
+    assert not gate.acquire(0)  # a newcomer finds nothing free: the permit is the waiter's
+    waiter.join(5)
+    assert got == [True]
+    gate.release()
+    assert gate.acquire(0)
+
+
+def test_waiters_are_served_in_arrival_order():
+    gate = _FifoGate(1)
+    assert gate.acquire(0)
+    order = []
+
+    def wait(name):
+        assert gate.acquire(5)
+        order.append(name)
+        gate.release()
+
+    threads = []
+    for n in range(5):
+        threads.append(threading.Thread(target=wait, args=(n,)))
+        threads[-1].start()
+        wait_until(lambda n=n: len(gate._waiters) == n + 1)
+    gate.release()
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3, 4]
+
+
+def test_a_waiter_that_times_out_leaves_the_queue():
+    gate = _FifoGate(1)
+    assert gate.acquire(0)
+    assert not gate.acquire(0.05)
+    assert not gate._waiters
+    gate.release()
+    assert gate.acquire(0)
+
+
+@pytest.fixture
+def pooled(tmp_path):
+    db = open_database(f"sqlite:///{tmp_path / 'pool.db'}")
+    db._max_connections, db._gate = 1, _FifoGate(1)  # one connection: the queue shows
+    yield db
+    db.close_all()
+
+
+def test_a_request_holds_its_permit_from_connect_to_close(pooled):
+    assert pooled.connect()
+    assert not pooled.connect(reuse_if_open=True)  # the same request: no second permit
+    assert pooled._gate._free == 0
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(pooled.connect()) or pooled.close())
+    waiter.start()
+    wait_until(lambda: len(pooled._gate._waiters) == 1)
+
+    assert pooled.close()
+    waiter.join(5)
+    assert got == [True]
+    assert not pooled.close()  # already closed: nothing released twice
+    assert pooled._gate._free == 1
+
+
+def test_a_request_that_waits_too_long_is_refused(pooled):
+    pooled._wait_timeout = 0.05
+    pooled.connect()
+    refused = []
+
+    def connect():
+        try:
+            pooled.connect()
+        except MaxConnectionsExceeded:
+            refused.append(True)
+
+    other = threading.Thread(target=connect)
+    other.start()
+    other.join(5)
+    assert refused == [True]
+    assert not pooled._gate._waiters
+    pooled.close()
+    assert pooled._gate._free == 1
+
+
+def test_a_request_that_finds_no_connection_in_time_is_told_to_retry(app):
+    """A 503 with Retry-After (overload), not a 500 with a traceback (a bug)."""
+    from models import database
+
+    pool = database.obj
+    saved = pool._gate, pool._wait_timeout
+    pool._gate, pool._wait_timeout = _FifoGate(0), 0.05  # every connection busy
+    answers = []
+
+    def pay():  # another thread: this one holds the fixture's connection
+        answers.append(app.test_client().post("/bank/payments", json={}))
+
+    try:
+        worker = threading.Thread(target=pay)
+        worker.start()
+        worker.join(5)
+    finally:
+        pool._gate, pool._wait_timeout = saved
+    (answer,) = answers
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.get_json()["error"]["code"] == "unavailable"
