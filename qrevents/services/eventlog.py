@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from flask import current_app
 
-from models import Account, Event, PreparedQuery, database, supports_row_locks
+from models import Account, Event, PreparedQuery, database
+from models.statements import get_row, insert_many, update
 
 from .. import metrics, sse
 from ..clock import utcnow
@@ -26,6 +27,15 @@ class CommittedEvent:
     account_id: int
     seq: int
     frame: bytes
+
+
+# The account columns a change may move; the rest of the row is not written.
+CHANGING_COLUMNS = (
+    Account.balance_cents,
+    Account.available_cents,
+    Account.event_seq,
+    Account.movement_seq,
+)
 
 
 class AccountChange:
@@ -57,18 +67,18 @@ class AccountChange:
         self.events.append(CommittedEvent(self.account.id, self.account.event_seq, frame))
 
     def flush(self):
-        """Write the recorded events and the account row (one INSERT for all the events)."""
+        """Write the recorded events (one INSERT) and the account columns a change moves."""
         if self._rows:
-            Event.insert_many(self._rows).execute()
-        self.account.save()
+            insert_many(Event, self._rows)
+        update(self.account, CHANGING_COLUMNS)
 
 
 def lock_account(account_id):
     """The account row, write-locked until commit (SQLite holds the lock since BEGIN)."""
-    query = Account.select().where(Account.id == account_id)
-    if supports_row_locks():
-        query = query.for_update()
-    return query.get()
+    account = get_row(Account, Account.id, account_id, lock=True)
+    if account is None:
+        raise Account.DoesNotExist(f"no account {account_id}")
+    return account
 
 
 @contextmanager

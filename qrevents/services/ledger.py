@@ -1,6 +1,7 @@
 """The account ledger: every balance change is a movement with its own sequence number."""
 
 from models import Movement
+from models.statements import insert
 
 from .. import sse
 from ..clock import utcnow
@@ -23,7 +24,7 @@ def post_movement(change, movement_type, amount_cents, *, description, qr_id, tr
     if moves_available:
         account.available_cents += amount_cents
     account.movement_seq += 1
-    movement = Movement.create(
+    movement = Movement(
         account=account.id,
         seq=account.movement_seq,
         movement_type=movement_type,
@@ -35,6 +36,7 @@ def post_movement(change, movement_type, amount_cents, *, description, qr_id, tr
         transaction_id=transaction_id,
         created_at=utcnow(),
     )
+    insert(movement)
     change.record(
         sse.account_balance_update(account, movement, previous_balance, previous_available)
     )

@@ -1,12 +1,11 @@
 """Bank payments: recorded exactly once, always credited, held for review when anomalous."""
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
-from peewee import IntegrityError
-
 from models import Payment, Qr
+from models.statements import get_row, insert
 
 from .. import sse
 from ..clock import iso, utcnow
@@ -34,7 +33,7 @@ class PaymentNotice:
 
     def fingerprint(self):
         """Same notification, same fingerprint: a bank retry, not a new payment."""
-        fields = asdict(self)
+        fields = dict(vars(self))  # flat values: asdict's deep copy buys nothing
         fields["payment_date"] = iso(self.payment_date)
         return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
 
@@ -55,41 +54,22 @@ def review_reason(qr, notice):
 
 def post_payment(notice):
     """``(payment, duplicate)``: record, credit, update the QR, log and announce, once."""
-    qr_row = Qr.get_or_none(Qr.qr_id == notice.qr_id)
-    if qr_row is None:
+    found = get_row(Qr, Qr.qr_id, notice.qr_id, fields=(Qr.id, Qr.account))
+    if found is None:
         raise NotFound("No such QR")
-    try:
-        return _record_payment(qr_row, notice)
-    except IntegrityError:
-        # The same transactionId committed meanwhile through another account's lock.
-        existing = _earlier_notice(notice)
-        if existing is None:
-            raise
-        return existing, True
-
-
-def _earlier_notice(notice):
-    """The payment this notice repeats, or None; 409 when the id came with other data."""
-    existing = Payment.get_or_none(Payment.transaction_id == notice.transaction_id)
-    if existing is not None and existing.fingerprint != notice.fingerprint():
-        raise Conflict(
-            "This transactionId was notified with other data", code="transaction_id_reused"
-        )
-    return existing
-
-
-def _record_payment(qr_row, notice):
-    with account_change(qr_row.account_id) as change:
-        existing = _earlier_notice(notice)
-        if existing is not None:
-            return existing, True
-        qr = Qr.get_by_id(qr_row.id)
+    fingerprint = notice.fingerprint()
+    with account_change(found.account_id) as change:
+        qr = get_row(Qr, Qr.id, found.id)  # again under the lock: its status may have moved
         if notice.currency != qr.currency:
+            # A reused transactionId is a 409 whatever else is wrong with the notice.
+            existing = _earlier_notice(notice.transaction_id, fingerprint)
+            if existing is not None:
+                return existing, True
             raise ValidationFailed(
                 fields={"currency": f"must be the QR's currency ({qr.currency})"}
             )
         reason = review_reason(qr, notice)
-        payment = Payment.create(
+        payment = Payment(
             transaction_id=notice.transaction_id,
             account=qr.account_id,
             qr=qr,  # the instance: the response reads payment.qr without another query
@@ -104,9 +84,13 @@ def _record_payment(qr_row, notice):
             payment_time=notice.payment_time,
             review=reason is not None,
             review_reason=reason,
-            fingerprint=notice.fingerprint(),
+            fingerprint=fingerprint,
             created_at=utcnow(),
         )
+        # The idempotency check is the INSERT itself: an earlier payment with this
+        # transactionId (of any account) wins, and this notice is its retry or a 409.
+        if not insert(payment, unless_exists=Payment.transaction_id):
+            return _earlier_notice(notice.transaction_id, fingerprint), True
         used = qr.single_use and reason is None
         previous_status = set_status(qr, "used") if used else qr.status
         change.record(sse.qr_payment(payment, qr))
@@ -121,6 +105,16 @@ def _record_payment(qr_row, notice):
         if used:
             change.record(sse.qr_status_change(qr, previous_status, "payment"))
     return payment, False
+
+
+def _earlier_notice(transaction_id, fingerprint):
+    """The payment this notice repeats, or None; 409 when the id came with other data."""
+    existing = Payment.get_or_none(Payment.transaction_id == transaction_id)
+    if existing is not None and existing.fingerprint != fingerprint:
+        raise Conflict(
+            "This transactionId was notified with other data", code="transaction_id_reused"
+        )
+    return existing
 
 
 def release_payment(account_id, transaction_id):

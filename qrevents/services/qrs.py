@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from models import Account, Qr
+from models.statements import update
 
 from .. import sse
 from ..clock import epoch_ms, iso, utcnow
@@ -113,7 +114,7 @@ def set_status(qr, new_status):
     qr.status = new_status
     # Strictly increasing per QR, so two changes in one millisecond keep distinct ids.
     qr.status_changed_ms = max(epoch_ms(utcnow()), qr.status_changed_ms + 1)
-    qr.save()
+    update(qr, (Qr.status, Qr.status_changed_ms))
     return previous
 
 
