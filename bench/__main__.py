@@ -46,7 +46,7 @@ def parse_args(argv):
     parser.add_argument(
         "--keep-logs",
         action="store_true",
-        help="keep the servers' logs (access log, JSON lines, tracebacks) and print where",
+        help="keep the servers' logs (JSON lines, tracebacks) and print where",
     )
     return parser.parse_args(argv)
 
