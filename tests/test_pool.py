@@ -138,3 +138,37 @@ def test_a_request_that_finds_no_connection_in_time_is_told_to_retry(app):
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "1"
     assert answer.get_json()["error"]["code"] == "unavailable"
+
+
+def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscription(
+    app, monkeypatch
+):
+    """The first replay batch is read before the 200: a database that cannot answer it is a
+    503 the client retries, and the stream it would have been holds no subscription."""
+    from models import Event
+    from qrevents.routes import events
+    from qrevents.services.accounts import create_account, create_api_key
+    from tests.conftest import create_test_qr
+
+    account = create_account("Replay", "BOB")
+    _, key = create_api_key(account.id, "k")
+    create_test_qr(account.id)  # one event to resume after, one to replay
+    create_test_qr(account.id)
+    first = Event.get((Event.account == account.id) & (Event.seq == 1))
+
+    def unreadable(*args):
+        raise MaxConnectionsExceeded("every connection busy")
+
+    monkeypatch.setattr(events, "frames_between", unreadable)
+    answers = []
+
+    def resume():  # another thread: this one holds the fixture's connection
+        headers = {"Authorization": f"Bearer {key}", "Last-Event-ID": first.event_id}
+        answers.append(app.test_client().get("/events/stream", headers=headers))
+
+    worker = threading.Thread(target=resume)
+    worker.start()
+    worker.join(5)
+    (answer,) = answers
+    assert answer.status_code == 503
+    assert app.extensions["qrevents"].hub.count(account.id) == 0
