@@ -27,7 +27,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Full scale takes about half an hour on 2 cores; `make bench BENCH_ARGS=--quick` for a look.
+# Full scale takes about 15 minutes on 2 cores; `make bench BENCH_ARGS=--quick` for a look.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
