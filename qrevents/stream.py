@@ -10,9 +10,12 @@ the hub writes each event's chunk there itself (``hub.Subscription``). The strea
 stays parked and wakes only for heartbeats, a slow reader's backlog, expiry and closing.
 """
 
+import logging
 import time
 
 import gevent.socket
+import peewee
+from playhouse.pool import MaxConnectionsExceeded
 
 from models import database
 
@@ -21,6 +24,8 @@ from .clock import utcnow
 from .services.eventlog import frames_between
 
 REPLAY_BATCH = 500
+
+log = logging.getLogger(__name__)
 
 
 def chunked_connection(environ):
@@ -111,8 +116,8 @@ class EventStream:
             resumed=self.resume_seq is not None,
             replayed=self.replay_count,
         )
-        if self.resume_seq is not None:
-            yield from self._replay()
+        if self.resume_seq is not None and not (yield from self._replay()):
+            return
         # The live loop runs in this generator's own frame, not behind a ``yield from``: a
         # parked stream's saved stack is one interpreter level shorter (about 0.6 KB).
         sub, clock, connection = self.sub, time.monotonic, self.connection
@@ -154,18 +159,25 @@ class EventStream:
                 metrics.COMMIT_TO_WRITE.observe(clock() - since)
 
     def _replay(self):
-        """Every missed event up to where live delivery starts, in batches."""
+        """Every missed event up to where live delivery starts, in batches; False if a batch
+        could not be read (the stream then ends, and the client resumes from what it has)."""
         after, upto = self.resume_seq, self.sub.start_seq
         batch, self.replay_head = self.replay_head, None
         while after < upto and not self.sub.closing:
             if batch is None:
-                with database.connection_context():
-                    batch = frames_between(self.identity.account_id, after, upto, REPLAY_BATCH)
+                try:
+                    with database.connection_context():
+                        batch = frames_between(self.identity.account_id, after, upto, REPLAY_BATCH)
+                except (peewee.PeeweeException, MaxConnectionsExceeded) as exc:
+                    log.warning("replay of account %s failed: %s", self.identity.account_id, exc)
+                    self.end_reason = "replay_failed"
+                    return False
             if not batch:
                 break
             metrics.EVENTS_REPLAYED.inc(len(batch))
             yield b"".join(event.frame for event in batch)
             after, batch = batch[-1].seq, None
+        return True
 
     def _closing_frames(self, reason):
         # On shutdown the client may keep what was already queued; a revoked key may not.
