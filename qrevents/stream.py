@@ -1,8 +1,9 @@
 """The body of one SSE response: preamble, replay from the log, then live frames.
 
-It holds plain values only (no request context, no database connection while it waits);
-each replay batch opens and closes its own short connection. ``close`` always releases the
-subscription, even when the client left before the first byte.
+It holds plain values only (no request context, no database connection while it waits). The
+first replay batch comes read with the handshake; each later one opens and closes its own short
+connection. ``close`` always releases the subscription, even when the client left before the
+first byte.
 
 Under gunicorn's gevent worker the live phase is mostly not in this generator: once the
 preamble and replay are written, the subscription is attached to the connection's socket and
@@ -55,8 +56,8 @@ class EventStream:
         identity,
         *,
         resume_seq,
-        retry_ms,
         replay_head=None,
+        retry_ms,
         heartbeat_seconds,
         request_id=None,
         connection=None,
