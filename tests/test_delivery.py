@@ -197,6 +197,27 @@ def test_slow_consumer_is_closed_and_catches_up_by_resuming(make_server):
     ] * 40
 
 
+def test_a_reader_that_stalls_then_reads_again_gets_every_event_once_in_order(make_server):
+    # Its socket stops taking whole chunks: the hub leaves the rest to the stream's greenlet,
+    # which finishes the chunk it began and writes the backlog before the hub writes again.
+    server = make_server(stream_send_buffer=4096)
+    api = Api(server.base)
+    tenant = api.new_tenant()
+    qr = api.create_qr(tenant, singleUse=False)
+    with api.stream(tenant, receive_buffer=4096) as stream:
+        stream.next()
+        for _ in range(40):  # two events each, ~ 40 KB: far more than the buffers hold
+            assert api.pay(qr["qrId"]).status_code == 200
+        received = stream.take(80, timeout=10)
+        assert api.pay(qr["qrId"]).status_code == 200
+        received += stream.take(2)
+    ids = [e.id for e in received]
+    assert len(set(ids)) == 82
+    assert [e.event for e in received] == ["qr_payment", "account_balance_update"] * 41
+    balances = [e.data["newBalance"] for e in received if e.event == "account_balance_update"]
+    assert balances == sorted(balances) and len(set(balances)) == 41
+
+
 def test_graceful_shutdown_tells_streams_why_they_end(make_server):
     server = make_server()
     api = Api(server.base)
