@@ -4,6 +4,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -170,17 +171,24 @@ def test_concurrent_payments_to_one_account_keep_exact_balance_and_contiguous_se
     assert len({e.id for e in events}) == 240
 
 
-def test_slow_consumer_is_closed_and_catches_up_by_resuming(make_server):
-    # Small kernel buffers on both ends: a reader that stops reading stalls the server's
-    # writes after a few kilobytes, and the frames behind them fill the stream's queue.
-    server = make_server(stream_queue_size=4, stream_send_buffer=4096)
+@contextmanager
+def stalled_reader(make_server, **settings):
+    """``(api, tenant, stream, qr)``: a stream that read nothing while 40 payments (80 events,
+    ~ 40 KB) were made. Small kernel buffers on both ends: the server's writes to it stall
+    after a few kilobytes, and what follows waits in the stream's queue."""
+    server = make_server(stream_send_buffer=4096, **settings)
     api = Api(server.base)
     tenant = api.new_tenant()
     qr = api.create_qr(tenant, singleUse=False)
     with api.stream(tenant, receive_buffer=4096) as stream:
         stream.next()
-        for _ in range(40):  # two events each, ~ 40 KB: far more than the buffers hold
+        for _ in range(40):
             assert api.pay(qr["qrId"]).status_code == 200
+        yield api, tenant, stream, qr
+
+
+def test_slow_consumer_is_closed_and_catches_up_by_resuming(make_server):
+    with stalled_reader(make_server, stream_queue_size=4) as (api, tenant, stream, _):
         received = stream.until("stream_closed", timeout=10)
         assert stream.next(timeout=2) is None
     closed, delivered = received[-1], [e for e in received if e.id]
@@ -200,14 +208,7 @@ def test_slow_consumer_is_closed_and_catches_up_by_resuming(make_server):
 def test_a_reader_that_stalls_then_reads_again_gets_every_event_once_in_order(make_server):
     # Its socket stops taking whole chunks: the hub leaves the rest to the stream's greenlet,
     # which finishes the chunk it began and writes the backlog before the hub writes again.
-    server = make_server(stream_send_buffer=4096)
-    api = Api(server.base)
-    tenant = api.new_tenant()
-    qr = api.create_qr(tenant, singleUse=False)
-    with api.stream(tenant, receive_buffer=4096) as stream:
-        stream.next()
-        for _ in range(40):  # two events each, ~ 40 KB: far more than the buffers hold
-            assert api.pay(qr["qrId"]).status_code == 200
+    with stalled_reader(make_server) as (api, _, stream, qr):
         received = stream.take(80, timeout=10)
         assert api.pay(qr["qrId"]).status_code == 200
         received += stream.take(2)
