@@ -88,10 +88,10 @@ def redis_cpu_seconds(url):
     return info["used_cpu_sys"] + info["used_cpu_user"]
 
 
-def payload(marker_text):
-    """Data of the size and shape of a qrevents ``qr_payment`` event, for the baselines."""
+def bank_notice(qr_id, marker_text):
+    """A signed bank payment's body (what qrevents gets), marked for the latency tally."""
     return {
-        "qrId": "26112800000000000001",
+        "qrId": qr_id,
         "transactionId": "BNK" + uuid.uuid4().hex[:16].upper(),
         "amount": 1.00,
         "currency": "BOB",
@@ -101,6 +101,13 @@ def payload(marker_text):
         "senderBankCode": "BANECO",
         "description": "bench",
         "paymentDate": "2026-11-28T02:00:00.000Z",
+    }
+
+
+def payload(marker_text):
+    """Data of the size and shape of a qrevents ``qr_payment`` event, for the baselines."""
+    return {
+        **bank_notice("26112800000000000001", marker_text),
         "paymentTime": None,
         "singleUse": False,
         "newStatus": "active",
@@ -329,18 +336,7 @@ class QreventsServer(Server):
             headers = [("Authorization", f"Bearer {channel['key']}")]
             path = "/qr"
         else:
-            body = {
-                "qrId": channel["qr"],
-                "transactionId": "B" + uuid.uuid4().hex[:20],
-                "amount": 1.00,
-                "currency": "BOB",
-                "senderName": marker_text,
-                "senderDocumentId": "12345678",
-                "senderAccount": "1234567890",
-                "senderBankCode": "BANECO",
-                "description": "bench",
-                "paymentDate": "2026-11-28T02:00:00.000Z",
-            }
+            body = bank_notice(channel["qr"], marker_text)
             path = "/bank/payments"
             headers = []
         raw = json.dumps(body, separators=(",", ":")).encode()

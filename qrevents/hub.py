@@ -56,14 +56,15 @@ class Subscription:
         self.socket = None  # a raw non-blocking socket the hub writes chunks to
         self.unsent = b""  # the tail of a chunk the kernel did not take
 
-    def push(self, frame, chunk=None):
-        """Send or queue a frame without ever blocking the sender; overflow ends this stream.
+    def push(self, frame, chunk):
+        """Send (``chunk``: the frame as an HTTP chunk) or queue a frame, never blocking the
+        sender; overflow ends this stream.
 
         True when the frame went to the socket (whole, or its head with the tail queued)."""
         if self.closing:
             return False
         if self.socket is not None and not self.frames and not self.unsent:
-            self._send(chunk or sse.http_chunk(frame))
+            self._send(chunk)
             return True
         if len(self.frames) >= self.limit:
             # The client resumes from its Last-Event-ID; the log has what is dropped here.
@@ -87,7 +88,6 @@ class Subscription:
             return
         if sent < len(chunk):
             self.unsent = chunk[sent:]
-            self.since = time.monotonic()
             self.wakeup.set()
 
     def attach(self, raw_socket):

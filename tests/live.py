@@ -302,30 +302,33 @@ class SSEClient:
             else:
                 fields[name] = value
 
-    def take(self, count, timeout=5, skip=("heartbeat",)):
-        """The next ``count`` events whose type is not skipped."""
-        got, deadline = [], time.monotonic() + timeout
-        while len(got) < count:
+    def _events_within(self, timeout, waited_for):
+        """Events as they come; TimeoutError at the deadline, EOFError if the stream ends.
+        ``waited_for()`` says what was awaited, for the error."""
+        deadline = time.monotonic() + timeout
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"got {len(got)} of {count} events: {got}")
+                raise TimeoutError(f"{waited_for()} within {timeout}s")
             event = self.next(remaining)
             if event is None:
-                raise EOFError(f"stream ended after {len(got)} of {count} events: {got}")
+                raise EOFError(f"stream ended before {waited_for()}")
+            yield event
+
+    def take(self, count, timeout=5, skip=("heartbeat",)):
+        """The next ``count`` events whose type is not skipped."""
+        got = []
+        events = self._events_within(timeout, lambda: f"{count} events (got {len(got)}: {got})")
+        while len(got) < count:
+            event = next(events)
             if event.event not in skip:
                 got.append(event)
         return got
 
     def until(self, event_type, timeout=5):
         """Events up to and including the first of ``event_type``."""
-        got, deadline = [], time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {event_type} within {timeout}s: {got}")
-            event = self.next(remaining)
-            if event is None:
-                raise EOFError(f"stream ended before {event_type}: {got}")
+        got = []
+        for event in self._events_within(timeout, lambda: f"{event_type} (got {got})"):
             got.append(event)
             if event.event == event_type:
                 return got

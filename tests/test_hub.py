@@ -148,7 +148,8 @@ def test_a_stalled_reader_leaves_the_rest_to_the_stream_in_order(log, connection
     big = [CommittedEvent(1, seq, b"x" * 900 + b"%d\n\n" % seq) for seq in range(11, 211)]
     hub.deliver(1, big)
     assert sub.unsent and sub.frames and sub.wakeup.is_set()
-    assert sub.socket is not None and not sub.push(b"later\n\n")  # queued behind the tail
+    later = b"later\n\n"
+    assert sub.socket is not None and not sub.push(later, sse.http_chunk(later))  # queued
     # What the stream's greenlet does: finish the chunk, then write the queue as one chunk.
     rest = sub.detach() + sse.http_chunk(b"".join(sub.take()))
     received = b""
