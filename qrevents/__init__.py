@@ -24,6 +24,7 @@ from .delivery import Delivery
 from .errors import register_error_handlers
 from .routes import BLUEPRINTS
 from .routes.events import OWN_CONNECTION
+from .serving import refuse_unsuitable_server
 from .sse import dumps
 
 MAX_BODY_BYTES = 64 * 1024
@@ -65,6 +66,8 @@ def create_app(test_config=None):
     if serving_under_gevent:
         _require_greenlet_local_connections()
         _make_psycopg2_cooperative()
+    else:
+        refuse_unsuitable_server()
     bind_database(settings["DATABASE_URL"])
     with database.connection_context():
         create_tables()
