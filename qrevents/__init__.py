@@ -4,6 +4,10 @@ Data flow: route -> service (one transaction: change + event log) -> signal afte
 -> broker -> hub (per-account channels) -> stream -> SSE frames.
 """
 
+# The one place the version is written: packaging, /health, the OpenAPI document and
+# User-Agent headers read it from here.
+__version__ = "0.5.0"
+
 import json
 import os
 from datetime import timedelta
