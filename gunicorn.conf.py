@@ -1,7 +1,8 @@
 """gunicorn settings for long-lived SSE streams on gevent workers.
 
 No application code is imported here: the gevent worker must patch the standard library
-before peewee and the app are imported (PITFALLS 1), so ``preload_app`` stays off.
+before peewee and the app are imported (else every greenlet shares one database connection
+state; docs/DEPLOYMENT.md, "gunicorn for long-lived streams"), so ``preload_app`` stays off.
 """
 
 import logging

@@ -93,7 +93,7 @@ def create_app(test_config=None):
 
 def _require_greenlet_local_connections():
     """Peewee imported before gevent patched threading would share one connection state
-    between all greenlets of a worker (PITFALLS 1): refuse to start instead."""
+    between all greenlets of a worker (docs/DEPLOYMENT.md): refuse to start instead."""
     import gevent.local
 
     if not issubclass(peewee._ConnectionLocal, gevent.local.local):
@@ -104,9 +104,9 @@ def _require_greenlet_local_connections():
 
 
 def _make_psycopg2_cooperative():
-    """psycopg2 is C and ignores monkey-patching (PITFALLS 11): without this wait callback,
-    a query waiting on PostgreSQL (a row lock, a slow plan) freezes every stream of the
-    worker. Set before the first connection is opened, in the worker process."""
+    """psycopg2 is C and ignores monkey-patching (docs/DEPLOYMENT.md, PostgreSQL): without
+    this wait callback, a query waiting on PostgreSQL (a row lock, a slow plan) freezes every
+    stream of the worker. Set before the first connection is opened, in the worker process."""
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()

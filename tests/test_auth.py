@@ -1,6 +1,7 @@
-"""Authentication (SPEC §2) end to end: where credentials may come from, every 401 code,
-API keys shown once and kept hashed, revocation and expiry ending open streams, stream
-tickets, the admin key's reach, the per-account stream limit, and no credential in a log."""
+"""Authentication (docs/CONTRACT.md, section 1) end to end: where credentials may come
+from, every 401 code, API keys shown once and kept hashed, revocation and expiry ending open
+streams, stream tickets, the admin key's reach, the per-account stream limit, and no
+credential in a log."""
 
 import hashlib
 import socket
