@@ -18,7 +18,7 @@ from tests.live import ADMIN_KEY, BANK_SECRET, Api
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 INVALID = {
     "success": False,
-    "message": "Invalid credentials",
+    "message": "Credenciales no válidas",
     "data": None,
     "error": {"code": "invalid_credentials"},
 }

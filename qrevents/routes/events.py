@@ -41,7 +41,7 @@ def stream():
     settings = current_app.config["QREVENTS"]
     delivery = current_app.extensions["qrevents"]
     if delivery.hub.closed:
-        raise Unavailable("The server is shutting down", headers={"Retry-After": "1"})
+        raise Unavailable("El servidor se está deteniendo", headers={"Retry-After": "1"})
     last_event_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
     with database.connection_context():
         identity = authenticate(allow_ticket=True)

@@ -18,8 +18,8 @@ def health():
     data = {name: "ok" if ok else "down" for name, ok in checks.items()}
     data["version"] = __version__
     if all(checks.values()):
-        return success("ok", data)
-    return failure("Some dependencies are down", "unavailable", 503, data=data)
+        return success("Servicio disponible", data)
+    return failure("Algún servicio necesario no responde", "unavailable", 503, data=data)
 
 
 def _database_ok():
