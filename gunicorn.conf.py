@@ -11,6 +11,10 @@ import re
 
 from gunicorn.glogging import Logger
 
+# Each worker's app checks for this: gunicorn started elsewhere would run without this file
+# (the sync worker, no shutdown hooks) and the app refuses to load then (qrevents/serving.py).
+os.environ["QREVENTS_GUNICORN_CONFIG"] = os.path.abspath(__file__)
+
 bind = os.environ.get("QREVENTS_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 worker_class = "gevent"

@@ -67,11 +67,10 @@ def create_app(test_config=None):
     JWTManager(app)
 
     serving_under_gevent = monkey.is_module_patched("threading")
+    refuse_unsuitable_server(serving_under_gevent)
     if serving_under_gevent:
         _require_greenlet_local_connections()
         _make_psycopg2_cooperative()
-    else:
-        refuse_unsuitable_server()
     bind_database(settings["DATABASE_URL"])
     with database.connection_context():
         create_tables()

@@ -4,6 +4,8 @@ says how to start qrevents."""
 import configparser
 import subprocess
 
+import pytest
+
 from tests.live import BIN, ROOT, LiveServer, free_port
 
 
@@ -31,15 +33,19 @@ def test_flask_commands_still_build_the_app_in_process(tmp_path):
     assert ran.stdout.strip() == "database ready"
 
 
-def test_gunicorn_started_from_another_folder_refuses_in_one_line_and_stops(tmp_path):
-    """Without ./gunicorn.conf.py gunicorn runs its sync worker: the app refuses to load, and
+@pytest.mark.parametrize(
+    "worker", [[], ["-k", "gevent"], ["-k", "gthread"]], ids=["default-sync", "gevent", "gthread"]
+)
+def test_gunicorn_started_from_another_folder_refuses_in_one_line_and_stops(tmp_path, worker):
+    """Without ./gunicorn.conf.py gunicorn runs its sync worker (or, named, another one, but
+    without the shutdown hooks and the Redis check either): the app refuses to load, and
     gunicorn stops instead of booting workers again and again."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     server = LiveServer(tmp_path)
     ran = run_until_exit(
         [str(BIN / "gunicorn"), "--chdir", str(ROOT), "--bind", server.env["QREVENTS_BIND"]]
-        + ["app:app"],
+        + [*worker, "app:app"],
         server,
         elsewhere,
     )
@@ -49,6 +55,19 @@ def test_gunicorn_started_from_another_folder_refuses_in_one_line_and_stops(tmp_
     assert f"gunicorn -c {ROOT}/gunicorn.conf.py --chdir {ROOT} app:app" in refusals[0]
     assert "Traceback" not in ran.stderr
     assert ran.stderr.count("Booting worker") == 1
+
+
+def test_the_configured_sync_worker_is_refused_too(tmp_path):
+    """``-k sync`` on the command line overrides the config's gevent worker."""
+    server = LiveServer(tmp_path)
+    ran = run_until_exit(
+        [str(BIN / "gunicorn"), "-k", "sync", "--bind", server.env["QREVENTS_BIND"], "app:app"],
+        server,
+        ROOT,
+    )
+    assert ran.returncode != 0
+    refusals = [line for line in ran.stderr.splitlines() if line.startswith("qrevents:")]
+    assert len(refusals) == 1 and "gevent worker" in refusals[0], ran.stderr
 
 
 def test_the_start_command_the_refusal_gives_serves_streams_from_another_folder(tmp_path):
