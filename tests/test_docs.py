@@ -80,3 +80,52 @@ def test_readme_says_where_the_admin_key_is_and_what_its_routes_take():
 def test_deployment_settings_name_the_metrics_folder_of_several_workers():
     settings = (ROOT / "docs" / "DEPLOYMENT.md").read_text().split("## Settings", 1)[1]
     assert "`PROMETHEUS_MULTIPROC_DIR`" in settings.split("\n## ", 1)[0]
+
+
+def contract_section(number):
+    text = (ROOT / "docs" / "CONTRACT.md").read_text()
+    return re.split(r"\n## ", text.split(f"\n## {number}. ", 1)[1], maxsplit=1)[0]
+
+
+def table_rows(section):
+    """The cells of a markdown table's body rows."""
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows[1:]]
+
+
+def test_contract_lists_every_event_with_the_id_and_keys_the_server_sends():
+    """The event catalog of /openapi.json is checked against live streams
+    (tests/test_openapi.py); the contract's table must say the same."""
+    from qrevents.openapi import build_spec
+
+    catalog = build_spec()["paths"]["/events/stream"]["get"]["x-sse-events"]
+    documented = {}
+    for type_cell, id_cell, keys_cell in table_rows(contract_section(3)):
+        event_id = None if id_cell == "none" else re.sub(r"<[^>]*>", "<>", id_cell.strip("`"))
+        keys = set(re.findall(r"`(\w+)`", keys_cell))
+        documented[type_cell.strip("`")] = (event_id, keys)
+    served = {
+        name: (
+            None if entry["id"] is None else re.sub(r"<[^>]*>", "<>", entry["id"]),
+            set(entry["data"]["required"]),
+        )
+        for name, entry in catalog.items()
+    }
+    assert documented == served
+
+
+def test_contract_names_every_reason_a_stream_is_closed_with():
+    from qrevents.sse import CLOSE_REASONS
+
+    reasons = {row[0].strip("`") for row in table_rows(contract_section(5))}
+    assert reasons == set(CLOSE_REASONS)
+
+
+def test_contract_names_every_error_code_the_code_raises():
+    codes = set()
+    for path in (ROOT / "qrevents").rglob("*.py"):
+        codes.update(re.findall(r'\bcode(?:=|, )"([a-z_]+)"', path.read_text()))
+        codes.update(re.findall(r'status, code, message = \d+, "([a-z_]+)"', path.read_text()))
+    assert {"validation_failed", "invalid_signature", "transaction_id_reused"} <= codes
+    errors_table = " ".join(cell for row in table_rows(contract_section(6)) for cell in row)
+    assert not {code for code in codes if f"`{code}`" not in errors_table}
