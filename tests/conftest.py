@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from tests.bank_sim import bank_simulator, bank_simulator_server  # noqa: F401 (fixtures)
 from tests.live import Api, LiveServer
 
 BACKENDS = ["sqlite", "postgres"]
