@@ -5,11 +5,15 @@ One process per test session (``bank_simulator_server``); each test gets it rese
 merchants of its own, so tests never see each other's accounts.
 """
 
+import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from decimal import Decimal
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import requests
@@ -21,7 +25,7 @@ from tests.live import ROOT, free_port
 class BankSimulator:
     """A running simulated bank and the control calls a test makes to it."""
 
-    def __init__(self, folder, **settings):
+    def __init__(self, folder, state=None, **settings):
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.root}/ApiGateway/"
@@ -33,7 +37,7 @@ class BankSimulator:
             "--bind",
             f"127.0.0.1:{self.port}",
             "--state",
-            str(folder / f"simulator-{self.port}.db"),
+            str(state or folder / f"simulator-{self.port}.db"),
         ]
         for name, value in settings.items():
             self.command += [f"--{name.replace('_', '-')}", str(value)]
@@ -161,6 +165,71 @@ class BankSimulator:
             if time.monotonic() > deadline:
                 raise AssertionError(f"notifications never matched: {attempts}")
             time.sleep(0.05)
+
+
+class NotificationReceiver:
+    """A merchant's notification endpoint on loopback: records each POST and answers with
+    the next ``responseCode`` of ``answers`` (the last one repeats), after ``delay`` seconds."""
+
+    def __init__(self, answers=(0,), delay=0.0):
+        self.answers = list(answers)
+        self.delay = delay
+        self.received = []  # (headers dict, parsed JSON body), in arrival order
+        self._lock = threading.Lock()
+        self._server = make_server(
+            "127.0.0.1", 0, self._app, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+        self.url = f"http://127.0.0.1:{self._server.server_port}/api/qrsimple/notifyPaymentQR"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _app(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length), parse_float=Decimal)
+        headers = {"Authorization": environ.get("HTTP_AUTHORIZATION")}
+        with self._lock:
+            self.received.append((headers, body))
+            code = self.answers[min(len(self.received), len(self.answers)) - 1]
+        time.sleep(self.delay)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"responseCode": code, "message": ""}).encode()]
+
+    def wait_for(self, count, timeout=10):
+        """The bodies received once there are ``count`` of them."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.received)} notifications, not {count}")
+            time.sleep(0.02)
+        return [body for _, body in self.received]
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def notification_receiver():
+    """Start ``NotificationReceiver``s; each is closed after the test."""
+    started = []
+
+    def start(answers=(0,), delay=0.0):
+        receiver = NotificationReceiver(answers, delay)
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.close()
 
 
 @pytest.fixture(scope="session")

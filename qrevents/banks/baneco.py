@@ -160,15 +160,16 @@ class BanecoClient:
     def _call(self, operation, method, path, body=None):
         """The bank's answer to an authorized request (``responseCode`` 0), or the error.
 
-        Reads are repeated with a growing pause when the bank did not answer usefully;
-        generate and cancel never are, since the bank may have acted on the first request.
+        Reads are repeated with a growing pause when the bank did not answer them usefully;
+        generate and cancel never are, since the bank may have acted on the first request,
+        nor is a failed authentication (its waiters would only queue behind it).
         """
         attempts = self._read_attempts if method == "GET" else 1
         for attempt in range(attempts):
             try:
                 return self._authorized(operation, method, path, body)
-            except BankUnavailable:
-                if attempt + 1 == attempts:
+            except BankUnavailable as exc:
+                if attempt + 1 == attempts or exc.operation != operation:
                     raise
                 time.sleep(0.2 * 2**attempt)  # gevent's sleep under a gevent worker
         raise AssertionError("unreachable")

@@ -70,6 +70,8 @@ def operation(name):
                     status=int(switch["httpStatus"]),
                     mimetype="text/html",
                 )
+            if "body" in switch:
+                return Response(json.dumps(switch["body"]), mimetype="application/json")
             if "responseCode" in switch:
                 message = switch.get("message", "Operación rechazada por el banco simulado")
                 return answer(response_code=int(switch["responseCode"]), message=message)

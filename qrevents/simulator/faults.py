@@ -1,14 +1,16 @@
 """Fault switches and settings of the simulated bank, changed at run time by tests or by hand.
 
 Per operation (``authenticate``, ``generateQR``, ``cancelQR``, ``statusQR``, ``paidQR``):
-``latency`` seconds before answering, an ``httpStatus`` error, or a refusal
-(``responseCode`` with ``message``); ``times`` limits a switch to the next N requests, and
+``latency`` seconds before answering, an ``httpStatus`` error, a refusal (``responseCode``
+with ``message``), or any ``body`` in place of the answer (HTTP 200: fields missing or
+garbled, unknown status codes); ``times`` limits a switch to the next N requests, and
 ``actFirst`` makes the bank do the work before the latency or the error (the answer is lost,
 the change is not). ``tokens.expire`` makes every token issued so far expired. ``notify``:
 ``drop``, ``twice``, ``outOfOrder``.
 """
 
 import threading
+from decimal import Decimal
 
 OPERATIONS = ("authenticate", "generateQR", "cancelQR", "statusQR", "paidQR")
 
@@ -21,7 +23,15 @@ DEFAULT_SETTINGS = {
     "expiredTokenAnswer": "http401",  # or "responseCode": the specification does not say
 }
 
-OPERATION_SWITCHES = {"latency", "httpStatus", "responseCode", "message", "times", "actFirst"}
+OPERATION_SWITCHES = {
+    "latency",
+    "httpStatus",
+    "responseCode",
+    "message",
+    "body",
+    "times",
+    "actFirst",
+}
 
 
 class FaultError(ValueError):
@@ -84,7 +94,8 @@ class Faults:
                 if name not in DEFAULT_SETTINGS:
                     raise FaultError(f"ajuste desconocido {name!r}")
                 kind = type(DEFAULT_SETTINGS[name])
-                if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                numeric = isinstance(value, (int, Decimal)) and not isinstance(value, bool)
+                if kind is float and numeric:
                     value = float(value)
                 if not isinstance(value, kind) or isinstance(value, bool):
                     raise FaultError(f"{name}: valor de tipo incorrecto")
