@@ -141,6 +141,9 @@ class BankSimulator:
     def settings(self, **values):
         return self._post("/simulator/settings", values)
 
+    def current_settings(self):
+        return self._get("/simulator/settings")
+
     def reset(self):
         return self._post("/simulator/reset")
 

@@ -196,6 +196,11 @@ def change_settings():
     return Response(json.dumps(sim.faults.settings), mimetype="application/json")
 
 
+@bp.get("/simulator/settings")
+def settings():
+    return Response(json.dumps(bank().faults.settings), mimetype="application/json")
+
+
 @bp.post("/simulator/reset")
 def reset():
     """No switches, the start-up settings, no counted requests nor notification attempts."""
