@@ -4,12 +4,16 @@ Each test registers a merchant of its own; the simulator counts the requests eac
 got, which is how retries, repeats and shared authentication are seen from the bank's side.
 """
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -459,3 +463,45 @@ def run_concurrently(call, count):
     for thread in threads:
         thread.join(timeout=30)
     return results
+
+
+GREENLETS_SCRIPT = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import json, sys
+from datetime import date
+
+import gevent
+import requests
+
+from qrevents.banks import BankLink, open_bank
+
+link, control = BankLink(**json.loads(sys.argv[1])), sys.argv[2]
+bank = open_bank(link)
+rounds = []
+for _ in range(2):
+    jobs = [gevent.spawn(bank.paid_on, date(2026, 1, 1)) for _ in range(20)]
+    gevent.joinall(jobs, raise_error=True)
+    rounds.append([job.value for job in jobs])
+    requests.post(control + "/simulator/faults", json={"tokens": {"expire": True}})
+print(json.dumps(rounds))
+"""
+
+
+def test_greenlets_under_gevent_share_one_authentication(bank_simulator, link):
+    """Under a gevent worker the token lock is gevent's: twenty greenlets wait on one
+    authentication, and after the bank expires the token, on one renewal."""
+    bank_simulator.faults(authenticate={"latency": 0.3})
+    done = subprocess.run(
+        [sys.executable, "-c", GREENLETS_SCRIPT, json.dumps(asdict(link)), bank_simulator.root],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [[[]] * 20] * 2
+    seen = bank_simulator.requests()
+    assert seen["authenticate"] == 2 and seen["paidQR"] == 40 + seen.get("expiredToken", 0)

@@ -23,10 +23,9 @@ import simplejson
 from requests.adapters import HTTPAdapter
 
 from .. import metrics
+from ..logs import log_event
 from . import BankRejected, BankUnavailable, IssuedQr, QrStatus, status_name
 from .crypto import encrypt
-
-log = logging.getLogger("qrevents.events")
 
 POOL_SIZE = 50  # kept-alive connections per bank host (concurrent calls of every account there)
 TOKEN_MARGIN = 60.0  # seconds before the token's expiry at which it is renewed
@@ -312,16 +311,11 @@ class BanecoClient:
 
     def _warn(self, operation, outcome, *, code, message=None):
         """A warning line naming the operation and the code: never a token nor a secret."""
-        line = {
-            "event": "bank_request",
-            "bank": urlsplit(self._base).netloc,
-            "operation": operation,
-            "outcome": outcome,
-            "code": code,
-        }
+        fields = {"bank": urlsplit(self._base).netloc, "operation": operation}
+        fields.update(outcome=outcome, code=code)
         if message:
-            line["message"] = message[:200]
-        log.warning(json.dumps(line, default=str))
+            fields["message"] = message[:200]
+        log_event("bank_request", logging.WARNING, **fields)
 
 
 def _json_object(content):
