@@ -397,6 +397,13 @@ def test_paid_on_a_day_lists_that_days_payments_of_this_merchant_only(bank_simul
     assert bank.paid_on(date(2001, 1, 1)) == []
 
 
+def test_a_refusal_without_a_message_gets_one_to_show(bank_simulator, bank):
+    bank_simulator.faults(paidQR={"body": {"responseCode": 12}})
+    with pytest.raises(BankRejected) as refused:
+        bank.paid_on(la_paz_today())
+    assert refused.value.message == "El banco rechazó la operación (código 12)"
+
+
 def test_a_paid_single_use_qr_cannot_be_cancelled(bank_simulator, bank):
     issued = bank.issue(order())
     bank_simulator.pay(issued.qr_id)

@@ -110,7 +110,7 @@ class BanecoClient:
             "accountCredit": encrypt(self._link.aes_key, self._link.account_number),
             "currency": order.currency,
             "amount": (Decimal(order.amount_cents) / 100).quantize(Decimal("0.01")),
-            "description": order.description,
+            "description": order.description or "",
             "dueDate": order.due_date.strftime("%Y-%m-%d"),
             "singleUse": order.single_use,
             "modifyAmount": order.modify_amount,
@@ -225,7 +225,8 @@ class BanecoClient:
             code = answer.response_code or 401
             message = answer.message or "El banco rechazó la autorización"
         elif answer.response_code != 0:
-            code, message = answer.response_code, answer.message
+            code = answer.response_code
+            message = answer.message or f"El banco rechazó la operación (código {code})"
         else:
             return answer.body
         self._warn(operation, "rejected", code=code, message=message)
