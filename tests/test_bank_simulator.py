@@ -407,28 +407,49 @@ def test_a_held_notification_is_sent_when_the_switches_are_cleared(
 # Switches, page, state
 
 
-@pytest.mark.parametrize(
-    "switches",
-    [
-        {"fooQR": {"latency": 1}},
-        {"statusQR": {"slow": True}},
-        {"statusQR": 3},
-    ],
-    ids=["unknown-operation", "unknown-switch", "not-an-object"],
-)
-def test_unknown_fault_switches_are_refused(bank_simulator, switches):
+BAD_SWITCHES = {
+    "unknown-operation": {"fooQR": {"latency": 1}},
+    "unknown-switch": {"statusQR": {"slow": True}},
+    "not-an-object": {"statusQR": 3},
+    "latency-text": {"statusQR": {"latency": "2"}},
+    "latency-negative": {"statusQR": {"latency": -1}},
+    "http-status-600": {"statusQR": {"httpStatus": 600}},
+    "response-code-text": {"statusQR": {"responseCode": "7"}},
+    "times-zero": {"statusQR": {"times": 0}},
+    "act-first-text": {"cancelQR": {"actFirst": "yes"}},
+    "notify-unknown": {"notify": {"late": True}},
+    "notify-not-bool": {"notify": {"drop": 1}},
+    "tokens-unknown": {"tokens": {"revoke": True}},
+    "good-then-bad": {"paidQR": {"latency": 5}, "statusQR": {"latency": "x"}},
+}
+
+
+@pytest.mark.parametrize("switches", BAD_SWITCHES.values(), ids=BAD_SWITCHES.keys())
+def test_bad_fault_switches_are_refused_and_change_nothing(bank_simulator, switches):
     response = requests.post(bank_simulator.root + "/simulator/faults", json=switches, timeout=5)
     assert response.status_code == 400 and response.json()["error"]
+    started = time.monotonic()
+    open_bank(bank_simulator.register()).paid_on(la_paz_today())
+    assert time.monotonic() - started < 1.0  # the good half of a bad request is not on
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [{"tokenLifetime": 5}, {"notifyAttempts": "3"}, {"paymentShape": True}],
-    ids=["unknown", "wrong-kind", "bool"],
-)
-def test_unknown_settings_are_refused(bank_simulator, settings):
+BAD_SETTINGS = {
+    "unknown": {"tokenLifetime": 5},
+    "wrong-kind": {"notifyAttempts": "3"},
+    "bool": {"paymentShape": True},
+    "unknown-choice": {"statusField": "status"},
+    "negative": {"notifyIntervalSeconds": -1},
+    "zero-attempts": {"notifyAttempts": 0},
+    "good-then-bad": {"notifyAttempts": 3, "expiredTokenAnswer": "http403"},
+}
+
+
+@pytest.mark.parametrize("settings", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_bad_settings_are_refused_and_change_nothing(bank_simulator, settings):
+    before = bank_simulator.current_settings()
     response = requests.post(bank_simulator.root + "/simulator/settings", json=settings, timeout=5)
-    assert response.status_code == 400
+    assert response.status_code == 400 and response.json()["error"]
+    assert bank_simulator.current_settings() == before
 
 
 MERCHANT = {"userName": "u", "password": "p", "aesKey": "A" * 32, "accountNumber": "1"}

@@ -203,10 +203,11 @@ def settings():
 
 @bp.post("/simulator/reset")
 def reset():
-    """No switches, the start-up settings, no counted requests nor notification attempts."""
+    """No switches, the start-up settings, no counted requests nor notification attempts,
+    nothing held back by the out-of-order switch."""
     sim = bank()
     sim.faults.reset()
-    sim.notifier.release_held()
+    sim.notifier.discard_held()
     sim.notifier.attempts.clear()
     return answer()
 
