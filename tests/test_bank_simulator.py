@@ -171,6 +171,34 @@ def test_generate_refuses_what_the_bank_refuses(bank_simulator, changes):
     assert len(bank_simulator.qrs()) == before
 
 
+BAD_REQUESTS = {
+    "authenticate-not-json": ("POST", "api/authentication/authenticate", b"{userName"),
+    "authenticate-array": ("POST", "api/authentication/authenticate", b"[]"),
+    "authenticate-no-user": ("POST", "api/authentication/authenticate", b'{"password": "x"}'),
+    "generate-not-json": ("POST", "api/qrsimple/generateQR", b"not json"),
+    "cancel-no-qr-id": ("DELETE", "api/qrsimple/cancelQR", b"{}"),
+    "cancel-qr-id-number": ("DELETE", "api/qrsimple/cancelQR", b'{"qrId": 5}'),
+    "paid-day-with-dashes": ("GET", "api/qrsimple/v2/paidQR/2026-01-01", None),
+    "paid-day-short": ("GET", "api/qrsimple/v2/paidQR/260101", None),
+}
+
+
+@pytest.mark.parametrize("method,path,body", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_requests_the_bank_cannot_read_are_400_with_a_response_code(
+    bank_simulator, method, path, body
+):
+    link = bank_simulator.register()
+    headers = {"Authorization": f"Bearer {token_for(bank_simulator, link)}"}
+    before = len(bank_simulator.qrs())
+    response = requests.request(
+        method, bank_simulator.base_url + path, data=body, headers=headers, timeout=5
+    )
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["responseCode"] != 0 and answer["message"]
+    assert len(bank_simulator.qrs()) == before
+
+
 def test_generate_accepts_the_limits(bank_simulator):
     link = bank_simulator.register()
     token = token_for(bank_simulator, link)
