@@ -5,13 +5,16 @@ client where the point is what a merchant sees.
 """
 
 import base64
+import struct
 import time
+import zlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import requests
+import segno
 import simplejson
 
 from qrevents.banks import BankRejected, QrOrder, open_bank
@@ -137,6 +140,52 @@ def test_generate_answers_a_qr_id_in_the_banks_format_and_a_png(bank_simulator):
         width = int.from_bytes(png[16:20], "big")
         assert width >= 200  # big enough to scan from a screen
     assert first["qrId"] != second["qrId"]
+
+
+def test_qr_image_encodes_the_bank_the_qr_id_and_the_amount(bank_simulator):
+    bank = open_bank(bank_simulator.register())
+    issued = bank.issue(order(amount_cents=1250))
+    expected = segno.make(
+        f"BANCO SIMULADO QR SIMPLE|{issued.qr_id}|12.50 BOB", error="m", micro=False
+    )
+    assert png_modules(issued.image_png, scale=8, border=4) == [
+        [bool(module) for module in row] for row in expected.matrix
+    ]
+
+
+def png_modules(png, scale, border):
+    """The dark modules of a 1-bit greyscale PNG of a QR code, row by row (stdlib only)."""
+    assert png.startswith(PNG_SIGNATURE)
+    pos, data, header = 8, b"", None
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, chunk = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            data += chunk
+    width, height, depth, colour = header[:4]
+    assert (depth, colour) == (1, 0)
+    stride = (width + 7) // 8
+    raw, rows, previous = zlib.decompress(data), [], bytes(stride)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for x in range(stride):
+            if kind == 1:
+                line[x] = (line[x] + (line[x - 1] if x else 0)) % 256
+            elif kind == 2:
+                line[x] = (line[x] + previous[x]) % 256
+            else:
+                assert kind == 0, f"PNG filter {kind}"
+        previous = bytes(line)
+        rows.append([not (line[x // 8] >> (7 - x % 8)) & 1 for x in range(width)])
+    size = width // scale - 2 * border
+    centres = [(border + i) * scale + scale // 2 for i in range(size)]
+    return [[rows[y][x] for x in centres] for y in centres]
 
 
 BAD_ORDERS = {
