@@ -329,6 +329,8 @@ def test_the_amount_must_match_unless_the_qr_allows_changing_it(bank_simulator):
         ({"amount": Decimal("1.001")}, 400),
         ({"amount": -1}, 400),
         ({"paymentDate": "ayer"}, 400),
+        ({"senderName": 5}, 400),
+        ({"senderAccount": ""}, 400),
     ],
 )
 def test_bad_payments_are_refused_and_record_nothing(bank_simulator, body, status):
