@@ -27,13 +27,19 @@ import pytest
 import requests
 from qrevents_client import (
     AuthError,
+    BankError,
+    Conflict,
+    Forbidden,
     NotFound,
     QrEventsClient,
+    RateLimited,
+    Unavailable,
     ValidationError,
     WebhookSignatureError,
     verify_webhook,
 )
 from qrevents_client.sse import SseParser
+from qrevents_client.transport import error_from_response
 
 from tests.conftest import missing_service
 from tests.live import ROOT, Api, LiveServer, free_port
@@ -480,6 +486,32 @@ def test_rest_calls_use_decimal_and_raise_typed_errors(server, api):
         client.release_payment("NOPE")
     with pytest.raises(AuthError):
         QrEventsClient(server.base, api_key="qrk_wrong").account()
+
+
+@pytest.mark.parametrize(
+    "status, code, kind",
+    [
+        (502, "bank_rejected", BankError),
+        (504, "bank_unavailable", BankError),
+        (502, None, Unavailable),  # a proxy's own 502: no envelope
+        (503, "unavailable", Unavailable),
+        (429, "rate_limited", RateLimited),
+        (409, "bank_rejected", Conflict),
+        (400, "invalid_json", ValidationError),
+        (403, "forbidden", Forbidden),
+    ],
+)
+def test_error_types_follow_the_status_and_the_envelopes_code(status, code, kind):
+    """What the server answers is pinned live above; these are the answers main cannot give
+    yet (the bank adapter) or only under load."""
+    response = requests.Response()
+    response.status_code, response.reason = status, "Trouble"
+    response.headers["Retry-After"] = "7"
+    envelope = {"success": False, "message": "No", "data": None, "error": {"code": code}}
+    response._content = json.dumps(envelope).encode() if code else b"<html>502</html>"
+    error = error_from_response(response)
+    assert type(error) is kind and error.status == status and error.retry_after == 7
+    assert error.code == (code or f"http_{status}")
 
 
 # ---- verify_webhook --------------------------------------------------------------------
