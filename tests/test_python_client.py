@@ -415,6 +415,26 @@ def test_a_server_that_replays_too_much_never_yields_an_event_twice(proxies):
     assert seen == ["a", "b"]  # "c" is still in the caller's hands when it stopped
 
 
+def test_resync_required_is_yielded_and_the_resume_point_kept_until_a_new_event(proxies):
+    refused = (
+        b'retry: 10\n\nevent: connection\ndata: {"resumed":false,"replayed":0}\n\n'
+        b'event: resync_required\ndata: {"lastEventId":"old","reason":"expired"}\n\n'
+    )
+    after = b'id: new\nevent: qr_created\ndata: {"amount":1.50}\n\n'
+    proxy = proxies(free_port(), [("bytes", refused), ("bytes", after)])
+    client = QrEventsClient(proxy.base, api_key="qrk_x")
+    with client.events(last_event_id="old", **FAST) as stream:
+        got = list(itertools.islice(stream, 3))
+    assert [(e.type, e.id) for e in got] == [
+        ("connection", None),
+        ("resync_required", None),
+        ("qr_created", "new"),
+    ]
+    assert got[2].data == {"amount": Decimal("1.50")}
+    # Nothing replaced "old" before the reconnect: the server is asked again, not skipped past.
+    assert proxy.last_event_ids() == ["old", "old"]
+
+
 def test_401_is_final(server, api):
     client = QrEventsClient(server.base, api_key="qrk_" + "0" * 40)
     started = time.monotonic()
