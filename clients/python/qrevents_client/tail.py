@@ -50,11 +50,13 @@ def _arguments(argv):
     )
     parser.add_argument("--url", required=True, help="the server, e.g. https://qr.example.com")
     who = parser.add_mutually_exclusive_group()
-    who.add_argument("--api-key", default=os.environ.get("QREVENTS_API_KEY"))
+    who.add_argument("--api-key", help="an API key (default: $QREVENTS_API_KEY)")
     who.add_argument("--token", help="a JWT instead of an API key")
     parser.add_argument("--state", help="file holding the last event id: resume from it")
     parser.add_argument("--heartbeats", action="store_true", help="print heartbeats too")
     args = parser.parse_args(argv)
+    if not args.token:
+        args.api_key = args.api_key or os.environ.get("QREVENTS_API_KEY")
     if not (args.api_key or args.token):
         parser.error("--api-key (or QREVENTS_API_KEY) or --token is required")
     return args
