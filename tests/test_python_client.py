@@ -65,26 +65,22 @@ def api(server):
 
 
 class Consumer:
-    """An application's loop over ``events()``, in a thread; heartbeats let it stop."""
+    """An application's loop over ``events()``, in a thread; stopped from the test's."""
 
     def __init__(self, base, key, **options):
         self.client = QrEventsClient(base, api_key=key)
         self.stream = self.client.events(heartbeats=True, **{**FAST, **options})
-        self.events, self.error, self.stopping = [], None, False
+        self.events, self.error = [], None
         self.thread = threading.Thread(target=self._consume, daemon=True)
         self.thread.start()
 
     def _consume(self):
         try:
             for event in self.stream:
-                if self.stopping:
-                    return
                 if event.type != "heartbeat":
                     self.events.append(event)
         except Exception as exc:  # handed to the test, which fails with it
             self.error = exc
-        finally:
-            self.stream.close()
 
     @property
     def durable_ids(self):
@@ -101,9 +97,11 @@ class Consumer:
         self.wait_for(lambda: len(self.durable_ids) >= count, timeout)
 
     def stop(self):
-        self.stopping = True
+        """``close()`` from another thread ends the loop, even one blocked in a read."""
+        self.stream.close()
         self.thread.join(5)
         assert not self.thread.is_alive()
+        assert self.error is None, self.error
 
 
 def connected(consumer, times=1):
@@ -395,6 +393,18 @@ def test_silence_longer_than_two_heartbeats_is_a_dead_connection(server, api, pr
     assert consumer.stream.heartbeat_seconds == pytest.approx(0.2, abs=0.1)
     assert consumer.durable_ids == [f"qr_created_{first['qrId']}", f"qr_created_{second['qrId']}"]
     assert proxy.last_event_ids()[1] == f"qr_created_{first['qrId']}"
+
+
+def test_close_from_another_thread_ends_a_loop_blocked_in_a_read(server, api, proxies):
+    tenant = api.new_tenant()
+    proxy = proxies(server.port, [("stall", b"event: connection")])
+    consumer = Consumer(proxy.base, tenant.api_key, heartbeat_seconds=30)  # 61 s of patience
+    connected(consumer)
+    time.sleep(0.3)  # blocked reading a connection that says nothing
+    started = time.monotonic()
+    consumer.stop()
+    assert time.monotonic() - started < 1
+    assert len(proxy.heads) == 1  # it ended, it did not reconnect
 
 
 def test_a_server_that_replays_too_much_never_yields_an_event_twice(proxies):

@@ -17,7 +17,8 @@ has already yielded (by id), so a server or proxy that replays too much costs no
 import http.client
 import logging
 import random
-import time
+import socket
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,7 +68,7 @@ class Event:
 
 class EventStream:
     """Iterate it for events; it reconnects by itself. Use it as a context manager, or call
-    ``close()``, to drop the connection.
+    ``close()`` (from any thread: a loop blocked waiting for the next event then ends).
 
     ``last_event_id`` names the last durable event your loop has finished with: it advances
     (and ``on_id`` is called with it) when you ask for the next event, so an event your code
@@ -105,6 +106,8 @@ class EventStream:
         if self.last_event_id:
             self._remember(self.last_event_id)
         self._delivered = None  # the durable event yielded last, not yet finished with
+        self._closed = threading.Event()
+        self._response = None  # the open connection, for close() from another thread
         self._events = self._run()
 
     def __iter__(self):
@@ -115,8 +118,14 @@ class EventStream:
         return next(self._events)
 
     def close(self):
-        self._events.close()
-        self.session.close()
+        self._closed.set()
+        response = self._response
+        if response is not None:
+            _hang_up(response)
+        try:
+            self._events.close()
+        except ValueError:  # running in another thread, which now sees it is closed
+            pass
 
     def __enter__(self):
         return self
@@ -138,13 +147,24 @@ class EventStream:
                 self.on_id(event.id)
 
     def _run(self):
+        try:
+            yield from self._reconnecting()
+        finally:
+            self.session.close()
+
+    def _reconnecting(self):
         failures = 0
-        while True:
+        while not self._closed.is_set():
             lived, wait_at_least = False, 0.0
             try:
                 with self._connect() as response:
+                    self._response = response
+                    if self._closed.is_set():  # close() came before it could hang this up
+                        return
                     if _is_event_stream(response):
                         for event in self._read(response):
+                            if self._closed.is_set():
+                                return
                             lived = lived or event.type == "heartbeat" or event.durable
                             if event.type != "heartbeat" or self.heartbeats:
                                 yield event
@@ -157,10 +177,14 @@ class EventStream:
                         raise error_from_response(response)
             except _BROKEN as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._response = None
+            if self._closed.is_set():
+                return
             failures = 0 if lived else failures + 1
             delay = max(self._backoff(failures), wait_at_least)
             log.warning("event stream: %s; reconnecting in %.2f s", reason, delay)
-            time.sleep(delay)
+            self._closed.wait(delay)
 
     def _connect(self):
         headers = dict(self.headers, Accept="text/event-stream", **{"Cache-Control": "no-cache"})
@@ -228,6 +252,16 @@ class EventStream:
         if failures == 0:
             ceiling = base
         return random.uniform(ceiling / 2, ceiling)
+
+
+def _hang_up(response):
+    """End a connection another thread may be blocked reading (closing alone would not)."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _is_event_stream(response):
