@@ -108,12 +108,14 @@ class EventStream:
         self._delivered = None  # the durable event yielded last, not yet finished with
         self._closed = threading.Event()
         self._response = None  # the open connection, for close() from another thread
+        self._reader = None  # the thread iterating, which alone may touch the generator
         self._events = self._run()
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        self._reader = threading.get_ident()
         self._finish_delivered()
         return next(self._events)
 
@@ -122,10 +124,9 @@ class EventStream:
         response = self._response
         if response is not None:
             _hang_up(response)
-        try:
+        if self._reader in (None, threading.get_ident()):
             self._events.close()
-        except ValueError:  # running in another thread, which now sees it is closed
-            pass
+        # Otherwise the reading thread sees the flag (or its hung-up connection) and ends.
 
     def __enter__(self):
         return self
