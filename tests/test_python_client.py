@@ -514,6 +514,9 @@ def test_rest_calls_use_decimal_and_raise_typed_errors(server, api):
     assert "amount" in invalid.value.fields
     with pytest.raises(NotFound):
         client.release_payment("NOPE")
+    with pytest.raises(Conflict) as not_held:
+        client.release_payment(pages.items[0]["transactionId"])
+    assert not_held.value.code == "not_held"
     with pytest.raises(AuthError):
         QrEventsClient(server.base, api_key="qrk_wrong").account()
 
