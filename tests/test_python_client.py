@@ -205,7 +205,9 @@ def test_resumes_across_a_sighup_reload_and_a_killed_worker(restartable):
     paid += pay(api, qr_id, 2)
     consumer.wait_for_durable(1 + 2 * len(paid))
     consumer.stop()
-    assert [e.data["reason"] for e in consumer.types("stream_closed")] == ["server_shutdown"]
+    # One for the reload; a draining worker may refuse a reconnect the same way.
+    reasons = {event.data["reason"] for event in consumer.types("stream_closed")}
+    assert reasons == {"server_shutdown"}
     assert_once_in_order(consumer.durable_ids, qr_id, paid)
 
 
