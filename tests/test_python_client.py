@@ -286,16 +286,25 @@ class ScriptedProxy:
         self.sockets.append(upstream)
         upstream.sendall(head)
         threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
-        self._pipe(upstream, client, kind, arg)
+        if kind.endswith("+close"):
+            kind, close_header = kind.removesuffix("+close"), True
+        else:
+            close_header = False
+        self._pipe(upstream, client, kind, arg, close_header)
 
     @staticmethod
-    def _pipe(source, sink, kind="forward", marker=None):
+    def _pipe(source, sink, kind="forward", marker=None, close_header=False):
+        """Copy ``source`` to ``sink``; "cut" and "stall" act on the first ``marker``.
+        ``close_header``: add ``Connection: close`` to the response head, as a server that
+        closes a stream after it (http.client then detaches the socket from the connection)."""
         try:
             while data := source.recv(65536):
                 at = data.find(marker) if marker else -1
                 if at >= 0 and kind == "cut":
                     sink.sendall(data[: at + len(marker) // 2])  # half of the frame's line
                     break
+                if close_header:
+                    data, close_header = with_connection_close(data), False
                 sink.sendall(data)
                 if at >= 0 and kind == "stall":
                     while source.recv(65536):  # the server's bytes go nowhere from now on
@@ -305,6 +314,13 @@ class ScriptedProxy:
             pass
         for sock in (source, sink):
             hang_up(sock)
+
+
+def with_connection_close(response):
+    """The response with its head saying ``Connection: close`` (and no other Connection)."""
+    head, blank, body = response.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+    return b"\r\n".join([*lines, b"Connection: close"]) + blank + body
 
 
 def hang_up(sock):
@@ -385,9 +401,10 @@ def test_proxy_errors_and_refusals_are_retried_and_retry_after_is_honoured(serve
     assert consumer.events[-1].retry == 100  # the server's retry: now, not the refusal's
 
 
-def test_silence_longer_than_two_heartbeats_is_a_dead_connection(server, api, proxies):
+@pytest.mark.parametrize("stall", ["stall", "stall+close"])
+def test_silence_longer_than_two_heartbeats_is_a_dead_connection(server, api, proxies, stall):
     tenant = api.new_tenant()
-    proxy = proxies(server.port, [("stall", b"event: qr_created")])
+    proxy = proxies(server.port, [(stall, b"event: qr_created")])
     # No heartbeat interval given: the consumer learns the server's 0.2 s from the stream.
     consumer = Consumer(proxy.base, tenant.api_key)
     connected(consumer)
@@ -407,7 +424,7 @@ def test_silence_longer_than_two_heartbeats_is_a_dead_connection(server, api, pr
 
 def test_close_from_another_thread_ends_a_loop_blocked_in_a_read(server, api, proxies):
     tenant = api.new_tenant()
-    proxy = proxies(server.port, [("stall", b"event: connection")])
+    proxy = proxies(server.port, [("stall+close", b"event: connection")])
     consumer = Consumer(proxy.base, tenant.api_key, heartbeat_seconds=30)  # 61 s of patience
     connected(consumer)
     time.sleep(0.3)  # blocked reading a connection that says nothing

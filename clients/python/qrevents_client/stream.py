@@ -230,7 +230,7 @@ class EventStream:
         if abs(learned - self.heartbeat_seconds) < 0.05 * self.heartbeat_seconds:
             return
         self.heartbeat_seconds = learned
-        sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+        sock = _socket_of(response)
         if sock is not None:
             sock.settimeout(self.silence_limit)
 
@@ -255,9 +255,19 @@ class EventStream:
         return random.uniform(ceiling / 2, ceiling)
 
 
+def _socket_of(response):
+    """The socket a streaming response reads from. On a ``Connection: close`` response
+    http.client detaches it from the connection object, so look in the body's reader too."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is None:
+        reader = getattr(getattr(response.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    return sock
+
+
 def _hang_up(response):
     """End a connection another thread may be blocked reading (closing alone would not)."""
-    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    sock = _socket_of(response)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
