@@ -36,6 +36,7 @@ from qrevents_client import (
     Unavailable,
     ValidationError,
     WebhookSignatureError,
+    host_token,
     verify_webhook,
 )
 from qrevents_client.sse import SseParser
@@ -607,6 +608,32 @@ def test_verify_webhook_refuses(body, header, code):
     with pytest.raises(WebhookSignatureError) as refused:
         verify_webhook(body, header(), SECRET)
     assert refused.value.code == code
+
+
+def test_host_token_is_a_standard_hs256_jwt_with_the_account_claim():
+    import jwt
+
+    token = host_token(
+        "host-secret-of-at-least-32-bytes!!",
+        account_id=42,
+        issuer="erp",
+        audience="qrevents",
+        subject=7,
+        lifetime=120,
+    )
+    claims = jwt.decode(
+        token,
+        "host-secret-of-at-least-32-bytes!!",
+        algorithms=["HS256"],
+        audience="qrevents",
+        issuer="erp",
+    )
+    assert claims["qrevents_account"] == 42 and claims["sub"] == "7"
+    assert claims["exp"] - claims["iat"] == 120
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(
+            token, "another-secret-of-at-least-32-bytes", algorithms=["HS256"], audience="qrevents"
+        )
 
 
 # ---- qrevents-tail, and the package installed for real ---------------------------------

@@ -15,6 +15,7 @@ from .errors import (  # noqa: E402
     ValidationError,
     WebhookSignatureError,
 )
+from .host_tokens import host_token  # noqa: E402
 from .stream import Event, EventStream  # noqa: E402
 from .webhooks import verify_webhook  # noqa: E402
 
@@ -34,5 +35,6 @@ __all__ = [
     "ValidationError",
     "WebhookSignatureError",
     "__version__",
+    "host_token",
     "verify_webhook",
 ]
