@@ -22,6 +22,7 @@ from . import logs, throttle
 from .config import load_config
 from .delivery import Delivery
 from .errors import register_error_handlers
+from .reconnect import open_request_connection, rerun_on_lost_connection
 from .routes import BLUEPRINTS
 from .routes.events import NO_DATABASE, OWN_CONNECTION
 from .schema import SchemaGate
@@ -78,6 +79,9 @@ def create_app(test_config=None):
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    for endpoint, view in app.view_functions.items():
+        if endpoint not in OWN_CONNECTION:
+            app.view_functions[endpoint] = rerun_on_lost_connection(view)
 
     from .cli import register_commands
 
@@ -118,7 +122,7 @@ def _register_connection_scope(app, delivery, schema, *, start_delivery):
             return
         schema.require()
         if request.endpoint not in OWN_CONNECTION:
-            database.connect(reuse_if_open=True)
+            open_request_connection()
 
     @app.teardown_request
     def close_connection(exc):

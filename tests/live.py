@@ -368,13 +368,15 @@ class BankTraffic:
     kept, so a test can say which were 5xx and which payments were acknowledged.
     """
 
-    def __init__(self, servers, tenant, threads=6, give_up_after=15):
+    def __init__(self, servers, tenant, threads=6, give_up_after=15, retry_unavailable=False):
         self.servers = servers  # the test adds and removes servers while this runs
         self.tenant = tenant
         self.threads = threads
         self.give_up_after = give_up_after
+        self.retry_unavailable = retry_unavailable  # a 503 with Retry-After: send it again
         self.acknowledged = set()
         self.failures = []  # (what, status or error, body)
+        self.unavailable = []  # the 503s retried
         self._stop = threading.Event()
         self._running = []
 
@@ -403,8 +405,8 @@ class BankTraffic:
                 self.acknowledged.add(notice["transactionId"])
 
     def _send(self, clients, what, method, *args, **kwargs):
-        """The answer to ``Api.method(*args)``, retried on connection errors; None (the
-        failure kept) if it is not 2xx."""
+        """The answer to ``Api.method(*args)``, retried on connection errors (and 503s if
+        asked); None (the failure kept) if it is not 2xx."""
         deadline = time.monotonic() + self.give_up_after
         while True:
             base = random.choice(self.servers).base
@@ -420,6 +422,11 @@ class BankTraffic:
             except requests.Timeout as error:
                 self.failures.append((what, repr(error), ""))
                 return None
+            if response.status_code == 503 and self.retry_unavailable:
+                self.unavailable.append((what, response.headers.get("Retry-After")))
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)  # a short Retry-After: the test has no second to spare
+                    continue
             if response.status_code >= 300:
                 self.failures.append((what, response.status_code, response.text[:300]))
                 return None
