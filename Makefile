@@ -12,7 +12,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/flask --app app init-db
+	$(BIN)/flask --app app migrate
 	$(BIN)/flask --app app demo
 	$(BIN)/gunicorn app:app
 
