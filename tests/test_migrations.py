@@ -119,3 +119,24 @@ def test_the_migrate_command_brings_a_new_database_to_the_latest_version(backend
     db = open_database(url)
     assert schema_version(db) == LATEST
     db.close_all()
+
+
+def test_processes_migrating_at_once_apply_each_migration_once(backend, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = fresh_database_url(backend, tmp_path)
+    databases = [open_database(url) for _ in range(4)]  # one connection each, as processes
+
+    def run(db):
+        try:
+            return migrate(db)
+        finally:
+            db.close_all()
+
+    with ThreadPoolExecutor(len(databases)) as pool:
+        results = list(pool.map(run, databases))
+    assert sorted(results) == [[], [], [], [m.version for m in MIGRATIONS]]
+    db = open_database(url)
+    with db.connection_context():
+        assert db.execute_sql("SELECT version FROM schema_version").fetchall() == [(1,)]
+    db.close_all()
