@@ -70,6 +70,7 @@ def create_app(test_config=None):
     bind_database(settings["DATABASE_URL"])
     schema = SchemaGate(app.logger)
     schema.open()
+    app.extensions["qrevents.schema"] = schema
 
     delivery = Delivery(app, settings)
     app.extensions["qrevents"] = delivery

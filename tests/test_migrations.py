@@ -105,6 +105,7 @@ def test_a_worker_booting_on_a_current_schema_runs_no_ddl(backend, tmp_path, mon
 def test_the_migrate_command_brings_a_new_database_to_the_latest_version(backend, tmp_path):
     url = fresh_database_url(backend, tmp_path)
     env = {"QREVENTS_DATABASE_URL": url, "QREVENTS_INSTANCE_PATH": str(tmp_path), "PATH": ""}
+    outputs = []
     for command in ("migrate", "init-db"):
         done = subprocess.run(
             [str(BIN / "flask"), "--app", "app", command],
@@ -116,6 +117,10 @@ def test_the_migrate_command_brings_a_new_database_to_the_latest_version(backend
         )
         assert done.returncode == 0, done.stderr
         assert f"database at schema version {LATEST}" in done.stdout
+        outputs.append(done.stdout)
+    first, second = outputs
+    assert f"applied migrations {', '.join(str(m.version) for m in MIGRATIONS)}" in first
+    assert "applied" not in second
     db = open_database(url)
     assert schema_version(db) == LATEST
     db.close_all()
