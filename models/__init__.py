@@ -12,6 +12,8 @@ from .tables import (
     Qr,
     StreamTicket,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "Qr",
     "StreamTicket",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "bind_database",
     "connection",
     "database",
