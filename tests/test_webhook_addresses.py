@@ -1,0 +1,71 @@
+"""Which addresses a webhook may reach (SSRF), checked on the address a delivery actually
+connects to, and https in production."""
+
+import pytest
+
+from qrevents.errors import ValidationFailed
+from qrevents.services.webhooks import check_url
+from qrevents.webhooks.addresses import is_public
+from qrevents.webhooks.transport import new_session, post
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.1",
+        "172.16.5.4",
+        "192.168.0.1",
+        "169.254.169.254",  # cloud metadata
+        "100.64.0.1",  # shared address space
+        "0.0.0.0",
+        "224.0.0.1",
+        "224.0.1.1",  # multicast, even the "global" block
+        "255.255.255.255",
+        "240.0.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fd00:ec2::254",  # AWS metadata over IPv6
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped loopback
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+    ],
+)
+def test_private_loopback_link_local_metadata_and_reserved_addresses_are_not_public(address):
+    assert not is_public(address)
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"])
+def test_global_unicast_addresses_are_public(address):
+    assert is_public(address)
+
+
+def test_a_delivery_to_a_private_address_is_refused_after_connecting(receiver):
+    session = new_session(allow_private=False, pool_size=2)
+    attempt = post(session, receiver.url(), b"{}", {}, timeout=2)
+    assert attempt.outcome == "address_refused" and attempt.status is None
+    assert "127.0.0.1" in attempt.error
+    assert receiver.at() == []  # not one byte of the request reached it
+
+
+def test_the_same_delivery_passes_when_private_addresses_are_allowed(receiver):
+    session = new_session(allow_private=True, pool_size=2)
+    assert post(session, receiver.url(), b"{}", {}, timeout=2).outcome == "success"
+    assert len(receiver.at()) == 1
+
+
+def test_production_requires_https():
+    with pytest.raises(ValidationFailed) as refused:
+        check_url("http://127.0.0.1/hook", allow_private=True, production=True)
+    assert refused.value.fields == {"url": "debe usar https://"}
+    check_url("https://127.0.0.1/hook", allow_private=True, production=True)
+
+
+def test_registration_resolves_the_host_and_refuses_a_name_for_loopback():
+    with pytest.raises(ValidationFailed) as refused:
+        check_url("http://localhost:8080/hook", allow_private=False, production=False)
+    assert "localhost" in refused.value.fields["url"]
