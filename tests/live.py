@@ -52,6 +52,8 @@ class LiveServer:
             QREVENTS_ADMIN_API_KEY=ADMIN_KEY,
             QREVENTS_BANK_WEBHOOK_SECRET=BANK_SECRET,
             QREVENTS_HEARTBEAT_SECONDS="0.2",
+            # Webhook receivers in tests listen on 127.0.0.1; the refusal is tested apart.
+            QREVENTS_WEBHOOK_ALLOW_PRIVATE="1",
             # The whole suite logs in from one address; tests of the limits set small ones.
             QREVENTS_LOGIN_LIMIT_PER_EMAIL="off",
             QREVENTS_LOGIN_LIMIT_PER_ADDRESS="off",

@@ -370,7 +370,7 @@ def strict_server(tmp_path_factory):
     """A server that refuses private addresses, as a deployment does (SQLite: the check is
     the same on every backend)."""
     folder = tmp_path_factory.mktemp("webhooks-strict")
-    live = LiveServer(folder, f"sqlite:///{folder / 'q.db'}").start()
+    live = LiveServer(folder, f"sqlite:///{folder / 'q.db'}", webhook_allow_private=0).start()
     yield live
     live.stop()
 
