@@ -106,7 +106,7 @@ def _forbid_host_writes():
 
 
 def host_token_identity(token, source, host_jwt, now=None):
-    """The account a host application's token names (SPEC §2), or ``Unauthorized``.
+    """The account a host application's token names, or ``Unauthorized``.
 
     Signature, issuer and audience checked; ``exp`` and ``iat`` required, the lifetime
     ``exp - iat`` at most the configured maximum (a host app cannot mint a day-long token);

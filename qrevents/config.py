@@ -44,7 +44,7 @@ DEFAULTS = {
     "WEBHOOK_POLL_SECONDS": 1.0,
     "WEBHOOK_CONCURRENCY": 20,
     "WEBHOOK_ALLOW_PRIVATE": False,
-    # Host applications' stream tokens (SPEC 2): unset key, none trusted. The key is an HS256
+    # Host applications' stream tokens: unset key, none trusted. The key is an HS256
     # secret, or a PEM public key (RS256/ES256), or the path of a file holding either.
     "HOST_JWT_KEY": None,
     "HOST_JWT_ALGORITHMS": "HS256",

@@ -1,4 +1,4 @@
-"""Host applications' tokens (SPEC §2): a legacy app signs a short JWT naming the account, and
+"""Host applications' tokens: a legacy app signs a short JWT naming the account, and
 its user's browser opens the stream with it. HS256 with the client's ``host_token``, RS256 and
 ES256 with a PEM public key; issuer, audience, lifetime and account checked; read-only."""
 

@@ -1,4 +1,4 @@
-"""Webhooks (SPEC §10) against a live server: registration, signed bodies carrying the stream's
+"""Webhooks against a live server: registration, signed bodies carrying the stream's
 data byte for byte, per-endpoint order, retries with backoff, disabling, replay, the delivery
 log, who may manage them, and the refusal of private addresses."""
 

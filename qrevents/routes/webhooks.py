@@ -1,4 +1,4 @@
-"""The caller's webhook endpoints and their delivery log (SPEC §10); a user's JWT manages them."""
+"""The caller's webhook endpoints and their delivery log; a user's JWT manages them."""
 
 from flask import Blueprint, current_app
 
