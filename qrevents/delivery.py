@@ -54,6 +54,7 @@ class Delivery:
         api_key_revoked.connect(self._on_api_key_revoked, sender=app, weak=False)
         self._tasks = []
         self.webhooks = WebhookDeliverer(app, settings)
+        self.hub.observers.append(self.webhooks.note_events)
 
     def _make_broker(self, settings):
         if settings["REDIS_URL"]:

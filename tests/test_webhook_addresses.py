@@ -6,7 +6,7 @@ import pytest
 from qrevents.errors import ValidationFailed
 from qrevents.services.webhooks import check_url
 from qrevents.webhooks.addresses import is_public
-from qrevents.webhooks.transport import new_session, post
+from qrevents.webhooks.transport import EndpointConnection
 
 
 @pytest.mark.parametrize(
@@ -45,17 +45,18 @@ def test_global_unicast_addresses_are_public(address):
 
 
 def test_a_delivery_to_a_private_address_is_refused_after_connecting(receiver):
-    session = new_session(allow_private=False, pool_size=2)
-    attempt = post(session, receiver.url(), b"{}", {}, timeout=2)
+    connection = EndpointConnection(receiver.url(), allow_private=False, timeout=2)
+    attempt = connection.post(b"{}", {})
     assert attempt.outcome == "address_refused" and attempt.status is None
     assert "127.0.0.1" in attempt.error
     assert receiver.at() == []  # not one byte of the request reached it
 
 
 def test_the_same_delivery_passes_when_private_addresses_are_allowed(receiver):
-    session = new_session(allow_private=True, pool_size=2)
-    assert post(session, receiver.url(), b"{}", {}, timeout=2).outcome == "success"
-    assert len(receiver.at()) == 1
+    connection = EndpointConnection(receiver.url(), allow_private=True, timeout=2)
+    assert connection.post(b"{}", {}).outcome == "success"
+    assert connection.post(b"{}", {}).outcome == "success"  # over the same connection
+    assert len(receiver.at()) == 2
 
 
 def test_production_requires_https():

@@ -1,7 +1,8 @@
 """Each worker's webhook deliverer: one greenlet per endpoint it holds, off every request path.
 
-Woken by ``events_committed`` (events this worker committed) and by a periodic poll (events
-other workers committed, retries that fell due). For each due endpoint it takes the lease
+Woken by every committed event the worker's hub hears of (its own, from ``events_committed``
+through the broker, and other workers' through Redis), and by a periodic poll (retries that
+fell due, events whose announcement was lost). For each due endpoint it takes the lease
 (a conditional UPDATE: at most one worker wins), then delivers the events after the
 endpoint's cursor, in sequence order, one at a time, until none is left or one fails.
 
@@ -17,6 +18,7 @@ Contracts kept here:
   it is taken up again as the user left it.
 """
 
+import bisect
 import json
 import logging
 import random
@@ -34,15 +36,20 @@ from models.statements import insert_many
 
 from .. import metrics
 from ..clock import utcnow
-from ..signals import events_committed
 from . import payload
-from .transport import new_session, post
+from .transport import EndpointConnection
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.25  # the longest an acknowledged delivery waits to be written down
 EVENT_BATCH = 100
 GAUGE_EVERY_SECONDS = 15.0
+# Dispatches (a query) at most this often however many commits wake the dispatcher; endpoints
+# already held are woken by each commit directly.
+DISPATCH_SPACING = 0.02
+# A caught-up endpoint is kept (lease, connection) this long in case more events come: taking
+# it up again for each event would cost a lease, a read and a connection every time.
+LINGER_SECONDS = 5.0
 
 
 @dataclass
@@ -79,20 +86,23 @@ class WebhookDeliverer:
         self.retry_first = settings["WEBHOOK_RETRY_FIRST_SECONDS"]
         self.retry_max = settings["WEBHOOK_RETRY_MAX_SECONDS"]
         self.poll_seconds = settings["WEBHOOK_POLL_SECONDS"]
+        self.allow_private = settings["WEBHOOK_ALLOW_PRIVATE"]
         self.pool = gevent.pool.Pool(settings["WEBHOOK_CONCURRENCY"])
-        self.session = new_session(
-            allow_private=settings["WEBHOOK_ALLOW_PRIVATE"],
-            pool_size=settings["WEBHOOK_CONCURRENCY"],
-        )
         self.wakeup = gevent.event.Event()
+        self.committed = gevent.event.Event()  # replaced at each commit: wakes lingering runs
         self.active = set()  # endpoint ids this worker is draining now
+        self.starved = False  # due endpoints wait for a slot: lingering runs give theirs up
         self._loop = None
         self._gauge_due = 0.0
-        events_committed.connect(self._on_events_committed, sender=app, weak=False)
+        self.recent = RecentEvents()
 
-    def _on_events_committed(self, sender, **kwargs):
-        # Runs in the payment's greenlet: only a flag is set, the work is done elsewhere.
+    def note_events(self, account_id, events):
+        """Committed events exist (hub observer). Runs in the committing or the listening
+        greenlet: it only takes note and wakes the deliverer; the work is done elsewhere."""
+        self.recent.announce(account_id, max(event.seq for event in events))
         self.wakeup.set()
+        fired, self.committed = self.committed, gevent.event.Event()
+        fired.set()
 
     def start(self):
         if self._loop is None:
@@ -115,14 +125,15 @@ class WebhookDeliverer:
             except Exception:
                 log.exception("webhook dispatch failed")
                 gevent.sleep(self.poll_seconds)
+            gevent.sleep(DISPATCH_SPACING)
 
     def _dispatch(self):
         free = self.pool.free_count()
-        if free <= 0:
-            return
         with database.connection_context():
             now = utcnow()
-            due = [i for i in _due_endpoints(now, free + len(self.active)) if i not in self.active]
+            wanted = max(free, 1) + len(self.active)
+            due = [i for i in _due_endpoints(now, wanted) if i not in self.active]
+            self.starved = len(due) > free
             held = [h for h in (_take_lease(i, now, self.lease) for i in due[:free]) if h]
         for endpoint in held:
             self.active.add(endpoint.id)
@@ -193,6 +204,61 @@ def _take_lease(endpoint_id, now, lease):
     )
 
 
+class RecentEvents:
+    """The latest events of each account, read from the log once and shared by every run of
+    this worker: ten endpoints of one account cost one read per new event, not ten.
+
+    Per account it keeps the log's rows after some sequence number ``since``, all of them up
+    to the last kept (a read of everything after a sequence number returns every row there
+    is: the log hands out sequence numbers in commit order), and the highest sequence number
+    announced to this worker.
+    """
+
+    def __init__(self, keep=2000):
+        self.keep = keep
+        self.kept = {}  # account_id -> (since, rows seq ascending, whether the log ends there)
+        self.announced = {}  # account_id -> highest seq this worker heard of
+
+    def announce(self, account_id, seq):
+        if seq > self.announced.get(account_id, 0):
+            self.announced[account_id] = seq
+
+    def after(self, account_id, cursor, *, read_log):
+        """Up to ``EVENT_BATCH`` events after ``cursor``, oldest first. The log is read when
+        asked to, or when the kept rows may not reach the log's end or what was announced."""
+        since, rows, at_end = self.kept.get(account_id, (None, [], False))
+        covered = since is not None and since <= cursor
+        last = rows[-1].seq if rows else since
+        if covered and cursor < last:
+            start = bisect.bisect_right(rows, cursor, key=_seq)
+            return rows[start : start + EVENT_BATCH]
+        if covered and at_end and not read_log and self.announced.get(account_id, 0) <= last:
+            return []  # caught up with the log as read and everything heard of since
+        fresh = _log_after(account_id, cursor)
+        if covered and cursor == last:
+            rows = rows + fresh  # continues the kept rows
+        else:
+            since, rows = cursor, fresh
+        if len(rows) > self.keep:
+            since, rows = rows[-self.keep - 1].seq, rows[-self.keep :]
+        self.kept[account_id] = (since, rows, len(fresh) < EVENT_BATCH)
+        return fresh
+
+
+def _seq(row):
+    return row.seq
+
+
+def _log_after(account_id, cursor):
+    with database.connection_context():
+        return list(
+            Event.select(Event.seq, Event.event_type, Event.event_id, Event.data, Event.created_at)
+            .where((Event.account == account_id) & (Event.seq > cursor))
+            .order_by(Event.seq)
+            .limit(EVENT_BATCH)
+        )
+
+
 def _exists(endpoint_id):
     return WebhookEndpoint.select().where(WebhookEndpoint.id == endpoint_id).exists()
 
@@ -206,42 +272,60 @@ class _EndpointRun:
         self.cursor = endpoint.cursor_seq
         self.attempts = endpoint.attempts
         self.failing_since = endpoint.failing_since
+        self.written_cursor = endpoint.cursor_seq
         self.log_rows = []
         self.flushed_at = time.monotonic()
 
     def run(self):
         endpoint = self.endpoint
-        while True:
-            with database.connection_context():
-                events = list(
-                    Event.select(
-                        Event.seq, Event.event_type, Event.event_id, Event.data, Event.created_at
-                    )
-                    .where((Event.account == endpoint.account_id) & (Event.seq > self.cursor))
-                    .order_by(Event.seq)
-                    .limit(EVENT_BATCH)
+        connection = EndpointConnection(
+            endpoint.url,
+            allow_private=self.deliverer.allow_private,
+            timeout=self.deliverer.timeout,
+        )
+        idle_since, look_in_log = None, True
+        try:
+            while True:
+                events = self.deliverer.recent.after(
+                    endpoint.account_id, self.cursor, read_log=look_in_log
                 )
-            if not events:
-                self._write(release=True)
-                return
-            for event in events:
-                if endpoint.types is not None and event.event_type not in endpoint.types:
-                    self.cursor = event.seq  # not wanted here: passed over, never sent
+                look_in_log = False
+                if not events:
+                    idle_since = idle_since or time.monotonic()
+                    lingered = time.monotonic() - idle_since
+                    if lingered >= LINGER_SECONDS or self.deliverer.starved:
+                        self._write(release=True)
+                        return
+                    if not self._write(renew_only=True):
+                        return
+                    # Woken by a commit: the shared recent events know of it. Not woken: the
+                    # log is read, for events no announcement reached this worker about.
+                    look_in_log = not self.deliverer.committed.wait(self.deliverer.poll_seconds)
                     continue
-                if time.monotonic() - self.flushed_at >= FLUSH_SECONDS and not self._write():
-                    return
-                if not self._deliver(event):
-                    return
-            if not self._write():
-                return
+                if idle_since is not None and not self._write():
+                    return  # idle a while: make sure no user changed it before sending
+                idle_since = None
+                for event in events:
+                    if endpoint.types is not None and event.event_type not in endpoint.types:
+                        self.cursor = event.seq  # not wanted here: passed over, never sent
+                        continue
+                    if time.monotonic() - self.flushed_at >= FLUSH_SECONDS and not self._write():
+                        return
+                    if not self._deliver(connection, event):
+                        return
+        except gevent.GreenletExit:
+            self._write(release=True)  # stopping: another worker takes it up at once
+            raise
+        finally:
+            connection.close()
 
-    def _deliver(self, event):
+    def _deliver(self, connection, event):
         """One attempt; True if it succeeded (the cursor moved), else the failure is written."""
         endpoint = self.endpoint
         delivery_id = payload.new_delivery_id()
         body = payload.body(event, endpoint.account_id)
         headers = payload.headers(body, endpoint.secret, event.event_id, delivery_id)
-        attempt = post(self.deliverer.session, endpoint.url, body, headers, self.deliverer.timeout)
+        attempt = connection.post(body, headers)
         self.attempts += 1
         now = utcnow()
         metrics.WEBHOOK_DELIVERIES.labels(attempt.outcome).inc()
@@ -266,9 +350,15 @@ class _EndpointRun:
         self._write_failure(now, attempt.error)
         return False
 
-    def _write(self, *, release=False):
+    def _write(self, *, release=False, renew_only=False):
         """Write the cursor and the attempts since the last write, and extend the lease (or
-        let it go); False if the endpoint is no longer this run's to deliver."""
+        let it go); False if the endpoint is no longer this run's to deliver.
+
+        ``renew_only``: skip the write while the lease is young and nothing is pending.
+        """
+        if renew_only and not self.log_rows and self.cursor == self.written_cursor:
+            if time.monotonic() - self.flushed_at < self.deliverer.lease.total_seconds() / 4:
+                return True
         now = utcnow()
         values = {
             WebhookEndpoint.cursor_seq: self.cursor,
@@ -281,7 +371,7 @@ class _EndpointRun:
         if release:
             values[WebhookEndpoint.lease_owner] = None
         kept = self._conditional_update(values)
-        self.flushed_at = time.monotonic()
+        self.flushed_at, self.written_cursor = time.monotonic(), self.cursor
         return kept and not release
 
     def _write_failure(self, now, error):
