@@ -62,6 +62,7 @@ class Delivery:
                 settings["REDIS_URL"],
                 prefix=settings["REDIS_PREFIX"],
                 revoked_keys=_revoked_keys,
+                publish_queue_size=settings["REDIS_PUBLISH_QUEUE_SIZE"],
             )
         return LocalBroker(self.hub)
 
