@@ -8,7 +8,9 @@ first byte.
 Under gunicorn's gevent worker the live phase is mostly not in this generator: once the
 preamble and replay are written, the subscription is attached to the connection's socket and
 the hub writes each event's chunk there itself (``hub.Subscription``). The stream's greenlet
-stays parked and wakes only for heartbeats, a slow reader's backlog, expiry and closing.
+stays parked and wakes only for heartbeats, a slow reader's backlog, expiry, closing and its
+client's hang-up (a read watcher on the socket rings the same wake-up). Its own writes are
+bounded in time: a reader that stops reading is cut off, not waited for.
 """
 
 import logging

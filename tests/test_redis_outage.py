@@ -188,6 +188,7 @@ def test_a_frozen_redis_neither_slows_payments_nor_loses_or_repeats_events(tmp_p
     streams = []
     try:
         tenant = api.new_tenant()
+        kiosk = api.admin(f"/admin/accounts/{tenant.account_id}/api-keys", {"name": "kiosk"})
         qr = api.create_qr(tenant, singleUse=False)["qrId"]
         while len({e["pid"] for e in live.json_log() if e["event"] == "stream_open"}) < 2:
             assert len(streams) < 40, "one worker took every stream"
@@ -203,6 +204,9 @@ def test_a_frozen_redis_neither_slows_payments_nor_loses_or_repeats_events(tmp_p
                 started = time.perf_counter()
                 assert api.pay(qr).status_code == 200
                 took.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            revoked = api.delete(f"/api-keys/{kiosk['id']}", headers=tenant.headers)
+            revocation_took = time.perf_counter() - started
             # Frozen long enough for every publish timeout and retry to run out.
             time.sleep(max(0.0, 3.0 - (time.monotonic() - frozen_at)))
         finally:
@@ -218,6 +222,7 @@ def test_a_frozen_redis_neither_slows_payments_nor_loses_or_repeats_events(tmp_p
         live.stop()
     took.sort()
     assert took[int(0.99 * len(took))] < 0.1, took[-5:]
+    assert revoked.status_code == 200 and revocation_took < 0.1
     assert "publish queue is full" in live.log()
     logged = logged_event_ids(database_url, tenant.account_id)
     assert len(logged) == 1 + 2 * 46
