@@ -80,7 +80,7 @@ class RedisBroker:
             url, retry=Retry(NoBackoff(), 0), health_check_interval=5, **options
         )
         self.listening = False
-        self._outbox = Queue(publish_queue_size)  # (channel, message) for the publisher
+        self._outbox = Queue(max(1, publish_queue_size))  # (channel, message), for the publisher
         self._dropped = 0  # messages dropped since the last warning
         self._warned_at = float("-inf")
         self._others = {}  # other workers' counts, last read
