@@ -138,7 +138,7 @@ class EventStream:
         hangup = None
         if raw is not None:
             # A client's FIN or RST makes its socket readable: the wake-up rings and the slot
-            # is freed now, not when the next heartbeat's write fails (PITFALLS 24).
+            # is freed now, not when the next heartbeat's write fails.
             hangup = gevent.get_hub().loop.io(raw.fileno(), 1)
             hangup.start(sub.wakeup.set)
         try:
@@ -186,7 +186,7 @@ class EventStream:
     def _write(self, raw, data, expires):
         """Write ``data`` whole within the write timeout; False (and why, in ``end_reason``)
         when the stream must end first: a reader that stopped reading is cut off rather than
-        parking this greenlet, its slot and its buffers forever (PITFALLS 23)."""
+        parking this greenlet, its slot and its buffers forever."""
         sub, clock = self.sub, time.monotonic
         deadline = min(clock() + self.hub.write_timeout, expires)
         writable = None

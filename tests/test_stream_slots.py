@@ -1,4 +1,5 @@
-"""A stream's slot (SPEC §4 limits) is freed when its client can no longer be served.
+"""A stream's slot (the per-account stream limit) is freed when its client can no longer be
+served.
 
 Readers that stop reading are cut off once a write cannot complete within
 ``QREVENTS_STREAM_WRITE_TIMEOUT_SECONDS``, or at once when their key is revoked or their JWT
