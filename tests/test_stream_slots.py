@@ -58,13 +58,10 @@ def ended_by_server(stream, timeout):
 
 
 def test_readers_that_stop_reading_are_closed_after_the_write_timeout(make_server):
-    api = Api(
-        make_server(
-            stream_send_buffer=4096,
-            stream_write_timeout_seconds=1,
-            max_streams_per_account=STUCK,
-        ).base
+    server = make_server(
+        stream_send_buffer=4096, stream_write_timeout_seconds=1, max_streams_per_account=STUCK
     )
+    api = Api(server.base)
     tenant = api.new_tenant()
     readers = [stuck_reader(api, tenant.headers) for _ in range(STUCK)]
     try:
@@ -80,6 +77,8 @@ def test_readers_that_stop_reading_are_closed_after_the_write_timeout(make_serve
         for reader in readers:
             reader.close()
     assert freed < 1 + 1.5
+    reasons = [e["reason"] for e in server.json_log() if e["event"] == "stream_close"]
+    assert reasons.count("write_timeout") == STUCK
 
 
 def test_a_revoked_key_ends_its_stalled_streams_without_waiting_for_the_write_timeout(
