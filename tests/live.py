@@ -65,12 +65,13 @@ class LiveServer:
         self.env = env
         self.process = None
 
-    def start(self, timeout=20, ready=(200,)):
-        """Start and wait until ``/health`` answers with one of the ``ready`` statuses."""
+    def start(self, timeout=20, args=("app:app",), cwd=ROOT, ready=(200,)):
+        """Start ``gunicorn *args`` in ``cwd`` and wait until ``/health`` answers with one of
+        the ``ready`` statuses."""
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "app:app"],
-            cwd=ROOT,
+            [str(BIN / "gunicorn"), *args],
+            cwd=cwd,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
