@@ -3,7 +3,16 @@
 Each migration is a module ``mNNNN_<name>.py`` here, with ``VERSION = N`` and ``up(database)``.
 Column changes use ``playhouse.migrate`` (``SchemaMigrator.from_database(database)``); new
 tables are models frozen inside the migration module, never imported from ``models.tables``,
-so that an applied migration never changes when a model does.
+so that an applied migration never changes when a model does. A new column, say::
+
+    VERSION = 2
+
+    def up(database):
+        migrator = SchemaMigrator.from_database(database)
+        migrate(migrator.add_column("payment", "note", pw.CharField(max_length=140, null=True)))
+
+and ``models/tables.py`` changed to match: ``tests/test_migrations.py`` fails while the models
+and the migrated schema disagree. ``up`` runs inside the migration's transaction.
 
 The version applied is kept in a table of its own, one row per migration. Reading it
 (``schema_version``, ``pending``) is a catalog read and takes no lock a payment could wait on;
