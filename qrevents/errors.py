@@ -46,10 +46,6 @@ class Conflict(ApiError):
     status, code, message = 409, "conflict", "Conflicts with the current state"
 
 
-class TooManyStreams(ApiError):
-    status, code, message = 429, "too_many_streams", "Too many open streams for this account"
-
-
 class TooManyRequests(ApiError):
     status, code, message = 429, "rate_limited", "Too many requests"
 

@@ -4,6 +4,7 @@ Under a burst the longest waiter must get the next connection: a request arrivin
 not take it first (with peewee's own pool it does, and the unlucky waiter times out: a 500).
 """
 
+import json
 import threading
 import time
 
@@ -143,8 +144,9 @@ def test_a_request_that_finds_no_connection_in_time_is_told_to_retry(app):
 def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscription(
     app, monkeypatch
 ):
-    """The first replay batch is read before the 200: a database that cannot answer it is a
-    503 the client retries, and the stream it would have been holds no subscription."""
+    """The first replay batch is read before the first byte: a database that cannot answer
+    it is a stream that ends at once (``replay_failed``, which an EventSource retries), and
+    the stream it would have been holds no subscription."""
     from models import Event
     from qrevents.routes import events
     from qrevents.services.accounts import create_account, create_api_key
@@ -170,55 +172,45 @@ def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscript
     worker.start()
     worker.join(5)
     (answer,) = answers
-    assert answer.status_code == 503
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/event-stream"
+    assert _closed_for(answer) == "replay_failed"
     assert app.extensions["qrevents"].hub.count(account.id) == 0
 
 
-def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_client_resumes(
-    app, monkeypatch
-):
-    """Past the first batch (read before the 200), a failed read ends the stream cleanly after
-    the last whole batch: no traceback, no live phase, and the client's Last-Event-ID is exact."""
-    from models import Event
-    from qrevents import stream
-    from qrevents.routes import events
+def test_a_stream_that_finds_no_connection_in_time_ends_at_once_as_overloaded(app):
+    """Not the REST routes' 503: an EventSource gives up for good on it."""
+    from models import database
     from qrevents.services.accounts import create_account, create_api_key
-    from qrevents.services.eventlog import frames_between
-    from tests.conftest import create_test_qr
 
-    account = create_account("Replay", "BOB")
+    account = create_account("Busy", "BOB")
     _, key = create_api_key(account.id, "k")
-    for _ in range(3):  # one to resume after, one per replay batch of one
-        create_test_qr(account.id)
-    first, second = (
-        Event.get((Event.account == account.id) & (Event.seq == seq)) for seq in (1, 2)
-    )
-    monkeypatch.setattr(events, "REPLAY_BATCH", 1)
-    monkeypatch.setattr(stream, "REPLAY_BATCH", 1)
-    reads = []
+    pool = database.obj
+    saved = pool._gate, pool._wait_timeout
+    pool._gate, pool._wait_timeout = _FifoGate(0), 0.05  # every connection busy
+    answers = []
 
-    def second_read_fails(*args):
-        reads.append(args)
-        if len(reads) > 1:
-            raise MaxConnectionsExceeded("every connection busy")
-        return frames_between(*args)
+    def open_stream():  # another thread: this one holds the fixture's connection
+        headers = {"Authorization": f"Bearer {key}"}
+        answers.append(app.test_client().get("/events/stream", headers=headers))
 
-    monkeypatch.setattr(events, "frames_between", second_read_fails)
-    monkeypatch.setattr(stream, "frames_between", second_read_fails)
-    bodies = []
-
-    def resume():  # another thread: this one holds the fixture's connection
-        headers = {"Authorization": f"Bearer {key}", "Last-Event-ID": first.event_id}
-        response = app.test_client().get("/events/stream", headers=headers)
-        bodies.append((response.status_code, response.get_data()))
-        response.close()  # as a WSGI server does once the body ends
-
-    worker = threading.Thread(target=resume)
-    worker.start()
-    worker.join(5)
-    ((status, body),) = bodies
-    assert status == 200 and len(reads) == 2
-    assert body.count(b"event: qr_created") == 1
-    assert f"id: {second.event_id}".encode() in body
-    assert b"stream_closed" not in body
+    try:
+        worker = threading.Thread(target=open_stream)
+        worker.start()
+        worker.join(5)
+    finally:
+        pool._gate, pool._wait_timeout = saved
+    (answer,) = answers
+    assert answer.status_code == 200
+    assert _closed_for(answer) == "overloaded"
+    retry = answer.get_data(as_text=True).split("\n")[0]
+    assert 1000 <= int(retry.removeprefix("retry: ")) <= 3000
     assert app.extensions["qrevents"].hub.count(account.id) == 0
+
+
+def _closed_for(answer):
+    """The reason of a stream that is a ``retry:`` line and a ``stream_closed``, nothing else."""
+    retry, closed, end = answer.get_data(as_text=True).split("\n\n")
+    event, data = closed.split("\n")
+    assert retry.startswith("retry: ") and event == "event: stream_closed" and end == ""
+    return json.loads(data.removeprefix("data: "))["reason"]
