@@ -16,7 +16,11 @@ run: $(STAMP)
 	$(BIN)/flask --app app demo
 	$(BIN)/gunicorn app:app
 
-test: $(STAMP) lint
+# The npm EventSource client of tests/test_real_clients.py, as pinned by its lock file.
+tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
+	cd tests/js && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+
+test: $(STAMP) lint tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 lint: $(STAMP)
