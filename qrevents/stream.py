@@ -143,6 +143,9 @@ class EventStream:
             preamble += sse.resync_required_frame(*self.resync)
         yield preamble
         if self.resume_seq is not None and not (yield from self._replay()):
+            yield sse.jittered_retry_frame(*RETRY_RANGE_MS["replay_failed"]) + (
+                sse.stream_closed_frame("replay_failed")
+            )
             return
         # The live loop runs in this generator's own frame, not behind a ``yield from``: a
         # parked stream's saved stack is one interpreter level shorter (about 0.6 KB).
@@ -186,7 +189,8 @@ class EventStream:
 
     def _replay(self):
         """Every missed event up to where live delivery starts, in batches; False if a batch
-        could not be read (the stream then ends, and the client resumes from what it has)."""
+        could not be read (the stream then ends with ``replay_failed``, and the client resumes
+        from what it has)."""
         after, upto = self.resume_seq, self.sub.start_seq
         batch, self.replay_head = self.replay_head, None
         while after < upto and not self.sub.closing:

@@ -214,3 +214,56 @@ def _closed_for(answer):
     event, data = closed.split("\n")
     assert retry.startswith("retry: ") and event == "event: stream_closed" and end == ""
     return json.loads(data.removeprefix("data: "))["reason"]
+
+
+def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_client_resumes(
+    app, monkeypatch
+):
+    """Past the first batch (read before the 200), a failed read ends the stream cleanly after
+    the last whole batch, with ``stream_closed: replay_failed``: no traceback, no live phase,
+    and the client's Last-Event-ID is exact."""
+    from models import Event
+    from qrevents import stream
+    from qrevents.routes import events
+    from qrevents.services.accounts import create_account, create_api_key
+    from qrevents.services.eventlog import frames_between
+    from tests.conftest import create_test_qr
+
+    account = create_account("Replay", "BOB")
+    _, key = create_api_key(account.id, "k")
+    for _ in range(3):  # one to resume after, one per replay batch of one
+        create_test_qr(account.id)
+    first, second = (
+        Event.get((Event.account == account.id) & (Event.seq == seq)) for seq in (1, 2)
+    )
+    monkeypatch.setattr(events, "REPLAY_BATCH", 1)
+    monkeypatch.setattr(stream, "REPLAY_BATCH", 1)
+    reads = []
+
+    def second_read_fails(*args):
+        reads.append(args)
+        if len(reads) > 1:
+            raise MaxConnectionsExceeded("every connection busy")
+        return frames_between(*args)
+
+    monkeypatch.setattr(events, "frames_between", second_read_fails)
+    monkeypatch.setattr(stream, "frames_between", second_read_fails)
+    bodies = []
+
+    def resume():  # another thread: this one holds the fixture's connection
+        headers = {"Authorization": f"Bearer {key}", "Last-Event-ID": first.event_id}
+        response = app.test_client().get("/events/stream", headers=headers)
+        bodies.append((response.status_code, response.get_data()))
+        response.close()  # as a WSGI server does once the body ends
+
+    worker = threading.Thread(target=resume)
+    worker.start()
+    worker.join(5)
+    ((status, body),) = bodies
+    assert status == 200 and len(reads) == 2
+    assert body.count(b"event: qr_created") == 1
+    assert f"id: {second.event_id}".encode() in body
+    *_, retry, last = body.rstrip(b"\n").split(b"\n\n")  # the stream's last frames
+    assert retry.startswith(b"retry: ") and 1000 <= int(retry[7:]) <= 3000
+    assert last.startswith(b"event: stream_closed\n") and b'"reason":"replay_failed"' in last
+    assert app.extensions["qrevents"].hub.count(account.id) == 0
