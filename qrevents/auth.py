@@ -14,6 +14,7 @@ revoked or its user or account deactivated.
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ STREAM_COOKIE_PREFIX = "qrc_"
 # One cookie per account (``qrevents_stream_<accountId>``): tabs signed in to different
 # accounts each reconnect with their own.
 STREAM_COOKIE_NAME = "qrevents_stream_"
+ACCOUNT_ID = re.compile(r"[0-9]{1,18}")  # as a cookie name's suffix or ?accountId=
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +257,7 @@ def redeem_stream_cookie(account_id, value):
     """The identity a stream cookie of ``account_id`` stands for (it stays valid)."""
     now = utcnow()
     row = None
-    if value.startswith(STREAM_COOKIE_PREFIX) and account_id.isdigit():
+    if value.startswith(STREAM_COOKIE_PREFIX) and ACCOUNT_ID.fullmatch(account_id):
         row = StreamTicket.get_or_none(
             (StreamTicket.ticket_hash == hash_secret(value))
             & (StreamTicket.account == int(account_id))

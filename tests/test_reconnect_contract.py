@@ -309,3 +309,19 @@ def test_an_explicit_credential_wins_over_the_cookie(api, tenant):
     headers = {"Cookie": f"{name}={value}", **other.headers}
     with api.stream(headers=headers) as stream:
         assert stream.next().data["accountId"] == other.account_id
+
+
+@pytest.mark.parametrize(
+    "cookie_account, query",
+    [("\u00b2", {}), ("99999999999999999999999", {}), ("1", {"accountId": "\u00b2"})],
+    ids=["superscript-digit", "too-large", "superscript-query"],
+)
+def test_a_malformed_cookie_name_or_account_is_a_401(api, tenant, cookie_account, query):
+    _, value, _ = cookie_of(api, tenant.api_key)
+    name = f"qrevents_stream_{cookie_account}".encode().decode("latin-1")
+    with api.stream(headers={"Cookie": f"{name}={value}"}, params=query) as refused:
+        assert refused.status == 401
+        assert refused.body_json()["error"]["code"] in (
+            "invalid_credentials",
+            "missing_credentials",
+        )
