@@ -1,4 +1,5 @@
-"""The event stream, its stats, and stream tickets (also under ``/api``, as the seed uses)."""
+"""The event stream, its stats, and stream tickets (also under ``/api``,
+where existing clients look for them)."""
 
 import logging
 import socket
@@ -116,7 +117,8 @@ def _refused(reason, request_id):
 @bp.get("/events/stats")
 @bp.get("/api/events/stats")
 def stats():
-    """The seed's shape; an account sees only its own entry, the admin sees all."""
+    """Open streams in all and per account; an account sees only its own entry, the admin
+    sees all."""
     counts = current_app.extensions["qrevents"].broker.stream_counts()
     if is_admin():
         visible, your_account = counts, None
