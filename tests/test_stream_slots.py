@@ -119,7 +119,7 @@ def test_an_expiring_jwt_ends_its_stalled_stream_at_its_exp(make_server):
 
 def reset(stream):
     """Close the client's end with an RST instead of a FIN."""
-    stream.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     stream.close()
 
 
