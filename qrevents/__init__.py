@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import peewee
-from flask import Flask, request
+from flask import Flask, g, request
 from flask.json.provider import JSONProvider
 from flask_jwt_extended import JWTManager
 from gevent import monkey
@@ -25,10 +25,10 @@ from models import bind_database, database
 from . import logs, throttle
 from .config import load_config
 from .delivery import Delivery
-from .errors import register_error_handlers
+from .errors import Unavailable, register_error_handlers
 from .reconnect import open_request_connection, rerun_on_lost_connection
 from .routes import BLUEPRINTS
-from .routes.events import NO_DATABASE, OWN_CONNECTION
+from .routes.events import NO_DATABASE, OWN_CONNECTION, STREAM_ENDPOINT, refused_stream_response
 from .schema import SchemaGate
 from .serving import refuse_unsuitable_server
 from .sse import dumps
@@ -127,7 +127,14 @@ def _register_connection_scope(app, delivery, schema, *, start_delivery):
             delivery.start()
         if not request.endpoint or request.endpoint in NO_DATABASE:
             return
-        schema.require()
+        try:
+            schema.require()
+        except Unavailable:
+            if request.endpoint == STREAM_ENDPOINT:
+                return refused_stream_response(
+                    "overloaded", g.get("request_id")
+                )  # retried, 503 not
+            raise
         if request.endpoint not in OWN_CONNECTION:
             open_request_connection()
 

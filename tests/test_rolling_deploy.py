@@ -36,21 +36,17 @@ def test_servers_booting_while_payments_flow_never_halt_and_never_fail_a_payment
 ):
     prefix = redis_prefix()
 
-    def server(n, workers=1):  # one worker each boots twice as fast on a busy machine
+    def server(n):  # two workers: one serves while the other is killed and boots again
         return LiveServer(
-            tmp_path / f"s{n}",
-            database_url,
-            workers=workers,
-            redis_url=redis_url,
-            redis_prefix=prefix,
+            tmp_path / f"s{n}", database_url, workers=2, redis_url=redis_url, redis_prefix=prefix
         )
 
-    everyone = [server(0, workers=2).start()]
+    everyone = [server(0).start()]
     serving, halted = list(everyone), []
     tenant = Api(serving[0].base).new_tenant()
     traffic = BankTraffic(serving, tenant, threads=4).start()
     try:
-        for n in range(1, 5):
+        for n in range(1, 4):
             time.sleep(0.3)
             fresh = server(n)
             everyone.append(fresh)
