@@ -50,6 +50,7 @@ class EndpointConnection:
         self.allow_private = allow_private
         self.timeout = timeout
         self._conn = None
+        self._reused = False
 
     def _connection(self):
         kind = _CheckedHTTPS if self.https else _CheckedHTTP
@@ -65,13 +66,15 @@ class EndpointConnection:
         deadline = gevent.Timeout(self.timeout)
         deadline.start()
         try:
-            if self._conn is None:
-                self._conn = self._connection()
-            self._conn.request("POST", self.target, body, headers)
-            response = self._conn.getresponse()
-            response.read(ANSWER_BYTES)
-            if not response.isclosed():  # more than we read, or the server says close
+            try:
+                response = self._exchange(body, headers)
+            except _STALE:
+                if self._conn is None or not self._reused:
+                    raise
+                # The receiver closed the kept connection while it was idle: nothing was
+                # answered, so the request goes once more, on a new connection.
                 self.close()
+                response = self._exchange(body, headers)
         except gevent.Timeout as fired:
             if fired is not deadline:
                 raise
@@ -94,6 +97,17 @@ class EndpointConnection:
         if 300 <= status < 400:
             return _failed(started, status, "redirección no seguida", "redirect")
         return _failed(started, status, f"HTTP {status}", "http_error")
+
+    def _exchange(self, body, headers):
+        self._reused = self._conn is not None and self._conn.sock is not None
+        if self._conn is None:
+            self._conn = self._connection()
+        self._conn.request("POST", self.target, body, headers)
+        response = self._conn.getresponse()
+        response.read(ANSWER_BYTES)
+        if not response.isclosed():  # more than we read, or the server says close
+            self.close()
+        return response
 
     def close(self):
         if self._conn is not None:
@@ -128,6 +142,8 @@ class _CheckedHTTPS(_CheckedHTTP):
 
 
 _TLS = ssl.create_default_context()
+# How a kept-alive connection the receiver closed meanwhile fails, before any answer.
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 def _failed(started, status, error, outcome):

@@ -1,5 +1,9 @@
-"""Which addresses a webhook may reach (SSRF), checked on the address a delivery actually
-connects to, and https in production."""
+"""How deliveries reach receivers: which addresses a webhook may reach (SSRF), checked on the
+address a delivery actually connects to; https in production; kept connections."""
+
+import socket
+import threading
+import time
 
 import pytest
 
@@ -70,3 +74,33 @@ def test_registration_resolves_the_host_and_refuses_a_name_for_loopback():
     with pytest.raises(ValidationFailed) as refused:
         check_url("http://localhost:8080/hook", allow_private=False, production=False)
     assert "localhost" in refused.value.fields["url"]
+
+
+def test_a_kept_connection_the_receiver_closed_while_idle_is_reopened_not_a_failure():
+    """Receivers close idle keep-alive connections (gunicorn after 2 s, nginx after 75 s):
+    the next delivery goes on a new connection instead of failing and waiting a backoff."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    served = []
+
+    def serve():
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                served.append(request.split(b"\r\n", 1)[0])
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                time.sleep(0.1)  # then closes it, idle, as a receiver's keep-alive timeout does
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    connection = EndpointConnection(f"http://127.0.0.1:{port}/hook", allow_private=True, timeout=2)
+    assert connection.post(b"{}", {}).outcome == "success"
+    time.sleep(0.3)
+    second = connection.post(b"{}", {})
+    assert second.outcome == "success", second
+    assert served == [b"POST /hook HTTP/1.1"] * 2
+    thread.join(2)
+    listener.close()
