@@ -104,3 +104,59 @@ def test_a_kept_connection_the_receiver_closed_while_idle_is_reopened_not_a_fail
     assert served == [b"POST /hook HTTP/1.1"] * 2
     thread.join(2)
     listener.close()
+
+
+def test_an_https_receiver_whose_certificate_is_not_trusted_is_a_failure(tmp_path):
+    """TLS is verified as browsers verify it: a self-signed receiver gets nothing."""
+    import ssl
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    handshakes = []
+
+    def serve():
+        conn, _ = listener.accept()
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                handshakes.append(tls.recv(100))
+        except (ssl.SSLError, OSError) as refused:
+            handshakes.append(refused)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    connection = EndpointConnection(f"https://localhost:{port}/", allow_private=True, timeout=2)
+    attempt = connection.post(b"{}", {})
+    assert attempt.outcome == "connection_error" and "CERTIFICATE_VERIFY_FAILED" in attempt.error
+    thread.join(2)
+    listener.close()
+    assert handshakes and not isinstance(handshakes[0], bytes)  # no request was read
