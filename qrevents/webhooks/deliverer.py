@@ -24,6 +24,7 @@ import logging
 import random
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -214,9 +215,11 @@ class RecentEvents:
     announced to this worker.
     """
 
-    def __init__(self, keep=2000):
+    def __init__(self, keep=2 * EVENT_BATCH, accounts=100):
+        # Bounded: ``accounts`` accounts of ``keep`` rows each (the least recently read go).
         self.keep = keep
-        self.kept = {}  # account_id -> (since, rows seq ascending, whether the log ends there)
+        self.accounts = accounts
+        self.kept = OrderedDict()  # account_id -> (since, rows seq ascending, log ends there)
         self.announced = {}  # account_id -> highest seq this worker heard of
 
     def announce(self, account_id, seq):
@@ -227,6 +230,8 @@ class RecentEvents:
         """Up to ``EVENT_BATCH`` events after ``cursor``, oldest first. The log is read when
         asked to, or when the kept rows may not reach the log's end or what was announced."""
         since, rows, at_end = self.kept.get(account_id, (None, [], False))
+        if account_id in self.kept:
+            self.kept.move_to_end(account_id)
         covered = since is not None and since <= cursor
         last = rows[-1].seq if rows else since
         if covered and cursor < last:
@@ -242,6 +247,9 @@ class RecentEvents:
         if len(rows) > self.keep:
             since, rows = rows[-self.keep - 1].seq, rows[-self.keep :]
         self.kept[account_id] = (since, rows, len(fresh) < EVENT_BATCH)
+        self.kept.move_to_end(account_id)
+        while len(self.kept) > self.accounts:
+            self.kept.popitem(last=False)
         return fresh
 
 
