@@ -64,6 +64,8 @@ class LiveServer:
             env["QREVENTS_DATABASE_URL"] = database_url
         for name, value in settings.items():
             env[f"QREVENTS_{name.upper()}"] = str(value)
+        if settings.get("env") == "production" and "webhook_allow_private" not in settings:
+            del env["QREVENTS_WEBHOOK_ALLOW_PRIVATE"]  # refused in production
         self.env = env
         self.process = None
 

@@ -160,3 +160,27 @@ def test_an_https_receiver_whose_certificate_is_not_trusted_is_a_failure(tmp_pat
     thread.join(2)
     listener.close()
     assert handshakes and not isinstance(handshakes[0], bytes)  # no request was read
+
+
+@pytest.mark.parametrize(
+    "settings, says",
+    [
+        ({"QREVENTS_ENV": "production", "QREVENTS_WEBHOOK_ALLOW_PRIVATE": "1"}, "ALLOW_PRIVATE"),
+        (
+            {"QREVENTS_WEBHOOK_TIMEOUT_SECONDS": "10", "QREVENTS_WEBHOOK_LEASE_SECONDS": "12"},
+            "LEASE",
+        ),
+    ],
+    ids=["private-in-production", "lease-shorter-than-an-attempt"],
+)
+def test_webhook_settings_that_would_break_a_promise_stop_the_start(tmp_path, settings, says):
+    from qrevents.config import ConfigError, load_config
+
+    environ = {
+        "QREVENTS_JWT_SECRET_KEY": "x" * 40,
+        "QREVENTS_ADMIN_API_KEY": "qra_x",
+        "QREVENTS_BANK_WEBHOOK_SECRET": "y" * 40,
+        **settings,
+    }
+    with pytest.raises(ConfigError, match=says):
+        load_config(environ, tmp_path)
