@@ -1,6 +1,6 @@
 """The caller's webhook endpoints and their delivery log; a user's JWT manages them."""
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 
 from ..auth import authenticate, require_user_jwt
 from ..envelope import success
@@ -77,15 +77,20 @@ def list_webhooks():
     return success("Webhooks obtenidos", {"items": items, "nextCursor": None})
 
 
-@bp.get(ENDPOINT)
-def get_webhook(endpoint_id):
+# One rule for the three methods: an id out of range is then 404 for each of them (with a
+# rule per method, Werkzeug answers 405 naming another method's rule).
+@bp.route(ENDPOINT, methods=["GET", "PATCH", "DELETE"])
+def webhook(endpoint_id):
     account_id = _user_account()
+    if request.method == "PATCH":
+        return _update_webhook(account_id, endpoint_id)
+    if request.method == "DELETE":
+        endpoint = webhooks.delete_endpoint(account_id, endpoint_id)
+        return success("Webhook eliminado", webhook_json(endpoint))
     return success("Webhook obtenido", webhook_json(webhooks.get_endpoint(account_id, endpoint_id)))
 
 
-@bp.patch(ENDPOINT)
-def update_webhook(endpoint_id):
-    account_id = _user_account()
+def _update_webhook(account_id, endpoint_id):
     fields = Fields(json_object())
     known = {"url", "events", "description", "enabled"}
     unknown = sorted(set(fields.body) - known)
@@ -106,13 +111,6 @@ def update_webhook(endpoint_id):
     fields.check()
     endpoint = webhooks.update_endpoint(account_id, endpoint_id, changes)
     return success("Webhook actualizado", webhook_json(endpoint))
-
-
-@bp.delete(ENDPOINT)
-def delete_webhook(endpoint_id):
-    account_id = _user_account()
-    endpoint = webhooks.delete_endpoint(account_id, endpoint_id)
-    return success("Webhook eliminado", webhook_json(endpoint))
 
 
 @bp.get(ENDPOINT + "/deliveries")
