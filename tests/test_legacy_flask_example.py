@@ -135,3 +135,12 @@ def test_the_examples_receiver_refuses_an_unsigned_webhook(deployment):
     assert forged.status_code == 400
     assert "webhook refused" in deployment["log"]()
     assert "qr_payment_FAKE" not in deployment["log"]()
+
+
+def test_only_the_configured_origin_may_read_the_stream_cross_origin(deployment):
+    api, tenant = deployment["api"], deployment["tenant"]
+    for origin, allowed in ((deployment["app"], deployment["app"]), ("http://evil.example", None)):
+        headers = {**tenant.headers, "Origin": origin}
+        with api.stream(headers=headers) as stream:
+            assert stream.status == 200
+            assert stream.headers.get("Access-Control-Allow-Origin") == allowed
