@@ -7,6 +7,7 @@ request and every stream connection.
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,9 @@ from .errors import Forbidden, Unauthorized
 API_KEY_PREFIX = "qrk_"
 TICKET_PREFIX = "qrt_"
 TICKET_SECONDS = 60
+_USER_ID = re.compile(r"[1-9][0-9]{0,18}\Z")
+MAX_USER_ID = 2**63 - 1  # the largest id SQLite and PostgreSQL's BIGINT hold
+MAX_EXP = 253402300800  # 10000-01-01T00:00:00Z: the first moment datetime cannot hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,16 +149,16 @@ def _jwt_identity(token, source):
         claims = decode_token(token)
     except jwt.ExpiredSignatureError:
         raise Unauthorized("The token has expired", code="token_expired") from None
-    except (jwt.PyJWTError, JWTExtendedException, ValueError, TypeError):
+    except (jwt.PyJWTError, JWTExtendedException, ValueError, TypeError, OverflowError):
         raise Unauthorized() from None
-    if claims.get("type") != "access" or not str(claims.get("sub", "")).isdigit():
+    user_id, expires = _user_id_of(claims.get("sub")), _moment_of(claims.get("exp"))
+    if claims.get("type") != "access" or user_id is None or expires is None:
         raise Unauthorized()
-    user = User.select(User, Account).join(Account).where(User.id == int(claims["sub"])).first()
+    user = User.select(User, Account).join(Account).where(User.id == user_id).first()
     if user is None or not user.active or not user.account.active:
         raise Unauthorized()
     if claims.get("acc") != user.account_id:
         raise Unauthorized()
-    expires = datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None)
     return Identity(
         account_id=user.account_id,
         user_id=user.id,
@@ -162,6 +166,25 @@ def _jwt_identity(token, source):
         token_source=source,
         expires_at=expires,
     )
+
+
+def _user_id_of(sub):
+    """A user id written as we write them: ASCII digits, no leading zero, a 64-bit id.
+
+    ``str.isdigit()`` also takes "١" (and ``int`` reads it as 1), and a 40-digit id
+    cannot be bound in SQL: a token signed with our key must still name one user, or none.
+    """
+    if not isinstance(sub, str) or not _USER_ID.match(sub):
+        return None
+    user_id = int(sub)
+    return user_id if user_id <= MAX_USER_ID else None
+
+
+def _moment_of(exp):
+    """``exp`` as a naive UTC datetime, or None if absent or beyond any date we can hold."""
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not 0 < exp < MAX_EXP:
+        return None
+    return datetime.fromtimestamp(exp, UTC).replace(tzinfo=None)
 
 
 def issue_ticket(identity):

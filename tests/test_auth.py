@@ -174,7 +174,29 @@ BAD_TOKENS = {
     ),
     "admin-key": lambda s, t: ADMIN_KEY,
     "ticket-as-bearer": lambda s, t: "qrt_" + uuid.uuid4().hex,
+    # Signed with the server's own key, and malformed: never a 500, never another user.
+    "jwt-without-exp": lambda s, t: jwt.encode(
+        {"type": "access", "sub": str(t.user_id), "acc": t.account_id},
+        s.env["QREVENTS_JWT_SECRET_KEY"],
+        algorithm="HS256",
+    ),
+    "jwt-with-exp-beyond-any-date": lambda s, t: forge_jwt(
+        s, sub=str(t.user_id), acc=t.account_id, exp=1e20
+    ),
+    "jwt-with-exp-as-a-string": lambda s, t: forge_jwt(
+        s, sub=str(t.user_id), acc=t.account_id, exp=str(int(time.time()) + 600)
+    ),
+    "jwt-with-40-digit-sub": lambda s, t: forge_jwt(s, sub="1" * 40, acc=t.account_id),
+    "jwt-with-arabic-indic-digits-in-sub": lambda s, t: forge_jwt(
+        s, sub=str(t.user_id).translate(ARABIC_INDIC), acc=t.account_id
+    ),
+    "jwt-with-a-leading-zero-in-sub": lambda s, t: forge_jwt(
+        s, sub="0" + str(t.user_id), acc=t.account_id
+    ),
+    "jwt-with-integer-sub": lambda s, t: forge_jwt(s, sub=t.user_id, acc=t.account_id),
 }
+# "١٢" is a digit string to str.isdigit() and 12 to int(): it must name nobody.
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
 def tamper(token):
