@@ -54,11 +54,18 @@ def new_api_key():
     return key, key[:12], hash_secret(key)
 
 
-def _credential():
-    """``(credential, source)`` from the header or query string, or ``(None, None)``."""
+def _bearer_token():
+    """The ``Authorization: Bearer`` token, or None."""
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer " and header[7:].strip():
-        return header[7:].strip(), "header"
+        return header[7:].strip()
+    return None
+
+
+def _credential():
+    """``(credential, source)`` from the header or query string, or ``(None, None)``."""
+    if bearer := _bearer_token():
+        return bearer, "header"
     if request.headers.get("X-API-Key"):
         return request.headers["X-API-Key"].strip(), "header"
     for name in ("api-key", "token"):
@@ -82,14 +89,11 @@ def authenticate(*, allow_ticket=False):
 
 
 def is_admin():
-    """Whether the request carries the deployment's admin key as a Bearer token."""
-    credential, source = _credential()
+    """Whether the request carries the deployment's admin key, in ``Authorization: Bearer``
+    and nowhere else (SPEC §2): not in ``X-API-Key``, not in a URL."""
+    bearer = _bearer_token()
     admin_key = current_app.config["QREVENTS"]["ADMIN_API_KEY"]
-    return (
-        source == "header"
-        and credential is not None
-        and hmac.compare_digest(credential.encode(), admin_key.encode())
-    )
+    return bearer is not None and hmac.compare_digest(bearer.encode(), admin_key.encode())
 
 
 def require_admin():

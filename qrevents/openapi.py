@@ -820,7 +820,8 @@ SECURITY_SCHEMES = {
     "admin": {
         "type": "http",
         "scheme": "bearer",
-        "description": "The deployment's admin key (QREVENTS_ADMIN_API_KEY)",
+        "description": "The deployment's admin key (QREVENTS_ADMIN_API_KEY), as "
+        "`Authorization: Bearer` only: in X-API-Key or a URL it is refused (401)",
     },
     "bankSignature": {
         "type": "apiKey",

@@ -514,6 +514,23 @@ def test_only_the_admin_key_opens_admin_routes(api, tenant, headers):
     refusal(response, "invalid_credentials")
 
 
+ADMIN_KEY_ELSEWHERE = {
+    "x-api-key": {"headers": {"X-API-Key": ADMIN_KEY}},
+    "query-api-key": {"params": {"api-key": ADMIN_KEY}},
+    "query-token": {"params": {"token": ADMIN_KEY}},
+}
+
+
+@pytest.mark.parametrize("place", ADMIN_KEY_ELSEWHERE)
+def test_the_admin_key_counts_only_as_a_bearer_token(api, place):
+    options = ADMIN_KEY_ELSEWHERE[place]
+    made = api.post("/admin/accounts", json={"name": "x", "currency": "BOB"}, **options)
+    refusal(made, "invalid_credentials")
+    refusal(api.get("/metrics", **options), "invalid_credentials")
+    stats = api.get("/events/stats", **options)  # no admin view, and no account's either
+    assert refusal(stats, "invalid_credentials") == INVALID
+
+
 def test_stats_show_an_account_only_its_own_entry_and_the_admin_all(api):
     one, two = api.new_tenant(), api.new_tenant()
     with api.stream(one), api.stream(two) as b1, api.stream(two) as b2:
