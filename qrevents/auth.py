@@ -244,7 +244,15 @@ def redeem_ticket(ticket):
     )
 
 
-def forbid_unless_user(identity):
-    """Routes that act for a person (API keys management) need a user behind the credential."""
-    if identity.user_id is None:
-        raise Forbidden("This credential has no user; use a user's JWT or key")
+def require_user_jwt(identity):
+    """Key management (create, revoke) needs a user's JWT, never an API key.
+
+    A key that could make keys would outlive itself: a key of 30 s made a permanent one, and a
+    leaked key survived its own revocation through the keys it made. A JWT is short-lived and
+    comes from a password; the admin's ``/admin/accounts/<id>/api-keys`` remains for machines.
+    """
+    if identity.auth_type != "jwt" or identity.user_id is None:
+        raise Forbidden(
+            "Gestionar API keys requiere el JWT de un usuario (POST /auth/login); "
+            "una API key no puede crear ni revocar API keys"
+        )

@@ -211,7 +211,7 @@ RETRY_AFTER = {
 ERRORS = {
     400: "The body is not a JSON object (`invalid_json`)",
     401: "`missing_credentials`, `invalid_credentials`, `token_expired`, `key_revoked`",
-    403: "The credential has no user behind it (`forbidden`)",
+    403: "Managing API keys needs a user's JWT; an API key is refused (`forbidden`)",
     404: "No such resource in the caller's account",
     409: "Conflicts with the current state (`transaction_id_reused`, `invalid_transition`, ...)",
     413: "The body is larger than 64 KiB",
@@ -537,7 +537,7 @@ def _paths():
         },
         "/api-keys": {
             "post": _operation(
-                "Create an API key of the caller's user (the key is shown once)",
+                "Create an API key of the caller's user (the key is shown once); a user's JWT only",
                 {201: ok(_envelope(_ref("NewApiKey")), "Created")},
                 403,
                 404,
@@ -552,7 +552,7 @@ def _paths():
         },
         "/api-keys/{keyId}": {
             "delete": _operation(
-                "Revoke an API key; its open streams end with `key_revoked`",
+                "Revoke an API key; its open streams end with `key_revoked`; a user's JWT only",
                 {200: ok(_envelope(_ref("ApiKey")), "Revoked")},
                 403,
                 404,

@@ -428,6 +428,43 @@ def test_a_key_without_a_user_cannot_manage_api_keys(api, tenant):
     assert api.get("/accounts/me", headers=tenant.headers).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "lifetime, place",
+    [(30, "X-API-Key"), (30, "Authorization"), (None, "X-API-Key"), (None, "api-key")],
+    ids=["key-of-30-s-in-x-api-key", "key-of-30-s-as-bearer", "permanent-key",
+         "permanent-key-in-the-query"],
+)  # fmt: skip
+def test_only_a_users_jwt_manages_api_keys(api, tenant, lifetime, place):
+    key, key_id = new_key(api, tenant, **({"expiresAt": iso_in(lifetime)} if lifetime else {}))
+    _, victim_id = new_key(api, tenant)
+    if place == "api-key":
+        options = {"params": {"api-key": key}}
+    else:
+        options = {"headers": {place: f"Bearer {key}" if place == "Authorization" else key}}
+    jwt_headers = {"Authorization": f"Bearer {tenant.jwt}"}
+    before = api.get("/api-keys", headers=jwt_headers).json()["data"]["items"]
+    for response in (
+        api.post("/api-keys", json={"name": "forever"}, **options),
+        api.delete(f"/api-keys/{victim_id}", **options),
+        api.delete(f"/api-keys/{key_id}", **options),
+    ):
+        assert response.status_code == 403, response.text
+        body = response.json()
+        assert (body["success"], body["data"], body["error"]) == (
+            False,
+            None,
+            {"code": "forbidden"},
+        )
+    assert api.get("/api-keys", headers=jwt_headers).json()["data"]["items"] == before
+    assert api.get("/api-keys", **options).status_code == 200  # reading the list is allowed
+    # The user's JWT, in any place a credential may come, does both.
+    for jwt_place in ({"headers": jwt_headers}, {"headers": {"X-API-Key": tenant.jwt}}):
+        made = api.post("/api-keys", json={"name": "by the user"}, **jwt_place)
+        assert made.status_code == 201, made.text
+        revoked = api.delete(f"/api-keys/{made.json()['data']['id']}", **jwt_place)
+        assert revoked.status_code == 200, revoked.text
+
+
 # ---- stream tickets ------------------------------------------------------------------------
 
 

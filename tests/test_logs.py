@@ -50,7 +50,7 @@ def test_stream_open_resume_and_close_are_logged_with_reason_and_duration(logged
     headers = {"Authorization": f"Bearer {key['key']}", "X-Request-ID": "stream-1"}
     with api.stream(headers=headers, params={"lastEventId": f"qr_created_{qr['qrId']}"}) as s:
         s.next()
-        api.delete(f"/api-keys/{key['id']}", headers=tenant.headers)
+        api.delete(f"/api-keys/{key['id']}", headers={"Authorization": f"Bearer {tenant.jwt}"})
         s.until("stream_closed")
     with api.stream(tenant) as plain:
         plain.next()
