@@ -335,9 +335,15 @@ PAYMENT_NOTICE = _object(
         "description": {"type": ["string", "null"], "maxLength": 140},
         "paymentDate": {
             "type": "string",
-            "description": "ISO 8601 date-time, or a date with paymentTime (La Paz time)",
+            "description": "yyyyMMdd, yyyy-MM-dd or an ISO 8601 date-time; without an "
+            "offset it is La Paz time (UTC-4). paymentTime applies when it has no time of day "
+            "or a zero one (BANECO: 2021-06-14T00:00:00 with paymentTime 17:06:29)",
         },
-        "paymentTime": {"type": ["string", "null"], "pattern": TIME_PATTERN},
+        "paymentTime": {
+            "type": ["string", "null"],
+            "pattern": TIME_PATTERN,
+            "description": "La Paz time of day of the payment",
+        },
     },
     required=[
         "qrId",
