@@ -5,6 +5,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 from .envelope import failure
+from .scrub import scrub_text
 
 
 class ApiError(Exception):
@@ -79,7 +80,9 @@ def register_error_handlers(app):
     def pool_exhausted(error):
         # Overload, not a bug: every pooled connection stayed busy for the pool's whole wait.
         app.logger.warning(
-            "no database connection free in time on %s %s", request.method, request.path
+            "no database connection free in time on %s %s",
+            request.method,
+            scrub_text(request.path),
         )
         return api_error(
             Unavailable("The server is busy; try again shortly", headers={"Retry-After": "1"})
@@ -87,6 +90,6 @@ def register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def unexpected(error):
-        # request.path, never the query string: it may hold a credential
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        # the path, never the query string: it may hold a credential
+        app.logger.exception("unhandled error on %s %s", request.method, scrub_text(request.path))
         return failure("Internal error", "internal_error", 500)

@@ -36,7 +36,9 @@ def free_port():
 class LiveServer:
     """One gunicorn master and its gevent workers, with a private instance folder."""
 
-    def __init__(self, tmp_path, database_url=None, workers=1, port=None, **settings):
+    def __init__(
+        self, tmp_path, database_url=None, workers=1, port=None, gunicorn_args=(), **settings
+    ):
         self.tmp_path = Path(tmp_path)
         self.tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -61,12 +63,13 @@ class LiveServer:
         for name, value in settings.items():
             env[f"QREVENTS_{name.upper()}"] = str(value)
         self.env = env
+        self.gunicorn_args = list(gunicorn_args)  # flags an operator adds to the command line
         self.process = None
 
     def start(self, timeout=20):
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "app:app"],
+            [str(BIN / "gunicorn"), *self.gunicorn_args, "app:app"],
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
