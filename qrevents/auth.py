@@ -75,7 +75,23 @@ def _credential():
 
 
 def authenticate(*, allow_ticket=False):
-    """The identity behind the request's credential; ``Unauthorized`` with a code otherwise."""
+    """The identity behind the request's credential; ``Unauthorized`` with a code otherwise
+    (or ``TooManyRequests`` when this failure spends a failure limit)."""
+    try:
+        return _identify(allow_ticket)
+    except Unauthorized as failure:
+        _count_failure(failure)
+        raise
+
+
+def _count_failure(failure):
+    """A credential given and refused counts against the failure limits (``throttle``)."""
+    throttle = current_app.extensions.get("qrevents.throttle")
+    if throttle is not None and failure.code != "missing_credentials":
+        throttle.count_failed_authentication(failure.account_id)
+
+
+def _identify(allow_ticket):
     if allow_ticket and request.args.get("ticket"):
         return redeem_ticket(request.args["ticket"])
     credential, source = _credential()
@@ -101,7 +117,9 @@ def require_admin():
         credential, _ = _credential()
         if credential is None:
             raise Unauthorized("Credentials are required", code="missing_credentials")
-        raise Unauthorized("The admin key is required for this route")
+        failure = Unauthorized("The admin key is required for this route")
+        _count_failure(failure)
+        raise failure
 
 
 _API_KEY = PreparedQuery(
@@ -133,11 +151,11 @@ def _api_key_identity(key, source):
     revoked_at = ApiKey.revoked_at.python_value(revoked_at)
     expires_at = ApiKey.expires_at.python_value(expires_at)
     if not account_active or (user_id is not None and not user_active):
-        raise Unauthorized()
+        raise Unauthorized(account_id=account_id)
     if revoked_at is not None:
-        raise Unauthorized("This API key was revoked", code="key_revoked")
+        raise Unauthorized("This API key was revoked", code="key_revoked", account_id=account_id)
     if expires_at is not None and expires_at <= utcnow():
-        raise Unauthorized("This API key has expired", code="token_expired")
+        raise Unauthorized("This API key has expired", code="token_expired", account_id=account_id)
     return Identity(
         account_id=account_id,
         user_id=user_id,
@@ -152,17 +170,19 @@ def _jwt_identity(token, source):
     try:
         claims = decode_token(token)
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("The token has expired", code="token_expired") from None
+        raise Unauthorized(
+            "The token has expired", code="token_expired", account_id=_signed_account(token)
+        ) from None
     except (jwt.PyJWTError, JWTExtendedException, ValueError, TypeError, OverflowError):
         raise Unauthorized() from None
     user_id, expires = _user_id_of(claims.get("sub")), _moment_of(claims.get("exp"))
     if claims.get("type") != "access" or user_id is None or expires is None:
         raise Unauthorized()
     user = User.select(User, Account).join(Account).where(User.id == user_id).first()
-    if user is None or not user.active or not user.account.active:
+    if user is None:
         raise Unauthorized()
-    if claims.get("acc") != user.account_id:
-        raise Unauthorized()
+    if not user.active or not user.account.active or claims.get("acc") != user.account_id:
+        raise Unauthorized(account_id=user.account_id)
     return Identity(
         account_id=user.account_id,
         user_id=user.id,
@@ -170,6 +190,15 @@ def _jwt_identity(token, source):
         token_source=source,
         expires_at=expires,
     )
+
+
+def _signed_account(token):
+    """The ``acc`` of an expired token whose signature is ours, or None."""
+    try:
+        account_id = decode_token(token, allow_expired=True).get("acc")
+    except (jwt.PyJWTError, JWTExtendedException, ValueError, TypeError, OverflowError):
+        return None
+    return account_id if type(account_id) is int else None
 
 
 def _user_id_of(sub):
@@ -227,13 +256,15 @@ def redeem_ticket(ticket):
     account = Account.get_by_id(row.account_id)
     user = User.get_or_none(User.id == row.user_id) if row.user_id else None
     if not account.active or (user is not None and not user.active):
-        raise Unauthorized()
+        raise Unauthorized(account_id=account.id)
     if row.api_key_id is not None:
         key = ApiKey.get_or_none(ApiKey.id == row.api_key_id)
         if key is None or key.revoked_at is not None:
-            raise Unauthorized("This API key was revoked", code="key_revoked")
+            raise Unauthorized(
+                "This API key was revoked", code="key_revoked", account_id=account.id
+            )
     if row.credential_expires_at is not None and row.credential_expires_at <= now:
-        raise Unauthorized("The token has expired", code="token_expired")
+        raise Unauthorized("The token has expired", code="token_expired", account_id=account.id)
     return Identity(
         account_id=row.account_id,
         user_id=row.user_id,

@@ -34,6 +34,12 @@ class ValidationFailed(ApiError):
 class Unauthorized(ApiError):
     status, code, message = 401, "invalid_credentials", "Invalid credentials"
 
+    def __init__(self, message=None, *, account_id=None, **options):
+        super().__init__(message, **options)
+        # The account a failing credential proves it belongs to (a revoked key, an expired
+        # JWT we signed), for the per-account failure limit; never shown to the client.
+        self.account_id = account_id
+
 
 class Forbidden(ApiError):
     status, code, message = 403, "forbidden", "Not allowed for this credential"

@@ -56,6 +56,8 @@ class LiveServer:
             QREVENTS_LOGIN_LIMIT_PER_EMAIL="off",
             QREVENTS_LOGIN_LIMIT_PER_ADDRESS="off",
             QREVENTS_API_RATE_LIMIT="off",
+            QREVENTS_AUTH_FAILURE_LIMIT_PER_ADDRESS="off",
+            QREVENTS_AUTH_FAILURE_LIMIT_PER_ACCOUNT="off",
             WEB_CONCURRENCY=str(workers),
         )
         if database_url:
