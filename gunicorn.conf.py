@@ -82,9 +82,9 @@ class ScrubbingLogger(Logger):
 
     def setup(self, cfg):
         super().setup(cfg)
-        for log in (self.error_log, self.access_log):
-            if not any(isinstance(f, _ScrubMessages) for f in log.filters):
-                log.addFilter(_ScrubMessages())
+        # The access log needs no filter: every atom its format reads is scrubbed above.
+        if not any(isinstance(f, _ScrubMessages) for f in self.error_log.filters):
+            self.error_log.addFilter(_ScrubMessages())
 
 
 logger_class = ScrubbingLogger
