@@ -96,7 +96,7 @@ def _identify(allow_ticket):
         return redeem_ticket(request.args["ticket"])
     credential, source = _credential()
     if not credential:
-        raise Unauthorized("Credentials are required", code="missing_credentials")
+        raise Unauthorized("Se requieren credenciales", code="missing_credentials")
     if credential.startswith(API_KEY_PREFIX):
         return _api_key_identity(credential, source)
     if credential.count(".") == 2:
@@ -116,8 +116,8 @@ def require_admin():
     if not is_admin():
         credential, _ = _credential()
         if credential is None:
-            raise Unauthorized("Credentials are required", code="missing_credentials")
-        failure = Unauthorized("The admin key is required for this route")
+            raise Unauthorized("Se requieren credenciales", code="missing_credentials")
+        failure = Unauthorized("Esta ruta requiere la clave de administración")
         _count_failure(failure)
         raise failure
 
@@ -153,9 +153,9 @@ def _api_key_identity(key, source):
     if not account_active or (user_id is not None and not user_active):
         raise Unauthorized(account_id=account_id)
     if revoked_at is not None:
-        raise Unauthorized("This API key was revoked", code="key_revoked", account_id=account_id)
+        raise Unauthorized("Esta API key fue revocada", code="key_revoked", account_id=account_id)
     if expires_at is not None and expires_at <= utcnow():
-        raise Unauthorized("This API key has expired", code="token_expired", account_id=account_id)
+        raise Unauthorized("Esta API key expiró", code="token_expired", account_id=account_id)
     return Identity(
         account_id=account_id,
         user_id=user_id,
@@ -171,7 +171,7 @@ def _jwt_identity(token, source):
         claims = decode_token(token)
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
-            "The token has expired", code="token_expired", account_id=_signed_account(token)
+            "El token expiró", code="token_expired", account_id=_signed_account(token)
         ) from None
     except (jwt.PyJWTError, JWTExtendedException, ValueError, TypeError, OverflowError):
         raise Unauthorized() from None
@@ -251,7 +251,7 @@ def redeem_ticket(ticket):
         .execute()
     )
     if spent != 1:
-        raise Unauthorized("The ticket is unknown, used or expired")
+        raise Unauthorized("El ticket es desconocido, ya se usó o expiró")
     row = StreamTicket.get(StreamTicket.ticket_hash == digest)
     account = Account.get_by_id(row.account_id)
     user = User.get_or_none(User.id == row.user_id) if row.user_id else None
@@ -261,10 +261,10 @@ def redeem_ticket(ticket):
         key = ApiKey.get_or_none(ApiKey.id == row.api_key_id)
         if key is None or key.revoked_at is not None:
             raise Unauthorized(
-                "This API key was revoked", code="key_revoked", account_id=account.id
+                "Esta API key fue revocada", code="key_revoked", account_id=account.id
             )
     if row.credential_expires_at is not None and row.credential_expires_at <= now:
-        raise Unauthorized("The token has expired", code="token_expired", account_id=account.id)
+        raise Unauthorized("El token expiró", code="token_expired", account_id=account.id)
     return Identity(
         account_id=row.account_id,
         user_id=row.user_id,

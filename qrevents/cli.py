@@ -24,6 +24,16 @@ from .sse import dumps
 DEMO_EMAIL = "demo@qrevents.test"
 
 
+def main():
+    """``qrevents <command>``, the command of an installed server: these commands (and
+    Flask's own) without ``flask --app``."""
+    from flask.cli import FlaskGroup
+
+    from . import create_app
+
+    FlaskGroup(create_app=create_app)(prog_name="qrevents")
+
+
 def register_commands(app):
     for command in (
         init_db,

@@ -47,10 +47,26 @@ STREAMS_CLOSED = Counter(
     "Event streams ended, by reason (client_disconnected: the client left)",
     ["reason"],
 )
+BROKER_MESSAGES_DROPPED = Counter(
+    "qrevents_broker_messages_dropped",
+    "Messages for Redis dropped because this worker's publish queue was full (the other "
+    "workers read those events from the event log; revocations are rechecked each second)",
+)
 BANK_CALLBACKS = Counter(
     "qrevents_bank_callbacks",
     "Bank payment notifications, by outcome (credited, held, duplicate, refused)",
     ["outcome"],
+)
+BANK_REQUESTS = Counter(
+    "qrevents_bank_requests",
+    "HTTP requests to the banks, by operation and outcome (ok, rejected, unavailable)",
+    ["operation", "outcome"],
+)
+BANK_LATENCY = Histogram(
+    "qrevents_bank_request_seconds",
+    "Time the bank took to answer one HTTP request (or to fail), by operation",
+    ["operation"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0),
 )
 COMMIT_TO_WRITE = Histogram(
     "qrevents_commit_to_write_seconds",

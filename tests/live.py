@@ -68,11 +68,12 @@ class LiveServer:
         self.gunicorn_args = list(gunicorn_args)  # flags an operator adds to the command line
         self.process = None
 
-    def start(self, timeout=20):
+    def start(self, timeout=20, args=("app:app",), cwd=ROOT):
+        """Start ``gunicorn *args`` in ``cwd`` and wait until it answers."""
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), *self.gunicorn_args, "app:app"],
-            cwd=ROOT,
+            [str(BIN / "gunicorn"), *self.gunicorn_args, *args],
+            cwd=cwd,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

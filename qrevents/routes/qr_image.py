@@ -23,6 +23,6 @@ IMAGE_HEADERS = {
 def qr_image(qr_id):
     identity = authenticate()
     if not SAFE_ID.match(qr_id):
-        raise ValidationFailed(fields={"qrId": "is not a QR id"})
+        raise ValidationFailed(fields={"qrId": "no es un id de QR"})
     qr = qrs.get_qr(identity.account_id, qr_id)
     return current_app.response_class(svg(qr), mimetype="image/svg+xml", headers=IMAGE_HEADERS)

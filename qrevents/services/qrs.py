@@ -56,11 +56,11 @@ def create_qr(account_id, req):
     now = utcnow()
     due_date = req.due_date or now + DEFAULT_LIFETIME
     if due_date <= now:
-        raise ValidationFailed(fields={"dueDate": "must lie in the future"})
+        raise ValidationFailed(fields={"dueDate": "debe estar en el futuro"})
     with account_change(account_id) as change:
         if req.currency != change.account.currency:
             raise ValidationFailed(
-                fields={"currency": f"must be the account's currency ({change.account.currency})"}
+                fields={"currency": f"debe ser la moneda de la cuenta ({change.account.currency})"}
             )
         fingerprint = req.fingerprint()
         if req.transaction_id is not None:
@@ -70,7 +70,7 @@ def create_qr(account_id, req):
             if existing is not None:
                 if existing.fingerprint != fingerprint:
                     raise Conflict(
-                        "This transactionId was used for another QR", code="transaction_id_reused"
+                        "Este transactionId ya se usó para otro QR", code="transaction_id_reused"
                     )
                 return existing, False
         qr = Qr.create(
@@ -94,7 +94,7 @@ def create_qr(account_id, req):
 def get_qr(account_id, qr_id):
     qr = Qr.get_or_none((Qr.qr_id == qr_id) & (Qr.account == account_id))
     if qr is None:
-        raise NotFound("No such QR")
+        raise NotFound("El QR no existe")
     return qr
 
 
@@ -130,7 +130,7 @@ def cancel_qr(account_id, qr_id):
         qr = get_qr(account_id, qr_id)
         if qr.status != "active":
             raise Conflict(
-                f"Only an active QR can be cancelled (it is {qr.status})", code="invalid_transition"
+                f"Solo se puede cancelar un QR activo (está {qr.status})", code="invalid_transition"
             )
         change_status(change, qr, "cancelled", "user")
     return qr
@@ -140,14 +140,14 @@ def sync_status(qr_id, new_status):
     """The bank's word on a QR's status: ``(qr, changed)``; the same status again is a no-op."""
     found = Qr.get_or_none(Qr.qr_id == qr_id)
     if found is None:
-        raise NotFound("No such QR")
+        raise NotFound("El QR no existe")
     with account_change(found.account_id) as change:
         qr = Qr.get_by_id(found.id)
         if qr.status == new_status:
             return qr, False
         if new_status not in TRANSITIONS.get(qr.status, ()):
             raise Conflict(
-                f"A QR cannot go from {qr.status} to {new_status}", code="invalid_transition"
+                f"Un QR no puede pasar de {qr.status} a {new_status}", code="invalid_transition"
             )
         change_status(change, qr, new_status, "bank_api")
     return qr, True
