@@ -29,7 +29,7 @@ keepalive = 5
 # No gunicorn access log: the app writes one JSON line per request (path only, never the query
 # string, which may hold a credential; with its request id), and one per stream opened and
 # closed. A second line per request was 4 % of a payment's CPU. A flag turns it on anyway
-# (PITFALLS 21): ScrubbingLogger below keeps credentials out of it.
+# (accesslog = None cannot stop it): ScrubbingLogger below keeps credentials out of it.
 accesslog = None
 errorlog = "-"
 # Several servers may run side by side (tests, hosts); none needs the control socket.
@@ -39,11 +39,11 @@ loglevel = os.environ.get("QREVENTS_LOG_LEVEL", "info")
 
 def _load_scrubber():
     """``qrevents/scrub.py`` by path: importing it as ``qrevents.scrub`` would import the app
-    package, here in the master, before gevent patches the worker (PITFALLS 1)."""
+    package, here in the master, before gevent patches the worker (see above)."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "qrevents", "scrub.py")
-    spec = importlib.util.spec_from_file_location("qrevents_log_scrub", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    found = importlib.util.spec_from_file_location("qrevents_log_scrub", path)
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
     return module
 
 

@@ -106,7 +106,7 @@ def _identify(allow_ticket):
 
 def is_admin():
     """Whether the request carries the deployment's admin key, in ``Authorization: Bearer``
-    and nowhere else (SPEC §2): not in ``X-API-Key``, not in a URL."""
+    and nowhere else (the documented rule): not in ``X-API-Key``, not in a URL."""
     bearer = _bearer_token()
     admin_key = current_app.config["QREVENTS"]["ADMIN_API_KEY"]
     return bearer is not None and hmac.compare_digest(bearer.encode(), admin_key.encode())

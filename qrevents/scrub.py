@@ -1,7 +1,7 @@
 """Credentials cut out of log text: query parameters, credential-shaped values, auth headers.
 
 Standard library only, and nothing imported from the package: ``gunicorn.conf.py`` loads
-this file by path in the master, before the gevent worker patches anything (PITFALLS 1).
+this file by path in the master, before the gevent worker patches anything.
 Every log line that may quote a request (gunicorn's access and error logs, our JSON lines)
 goes through ``scrub_text``; header values go through ``scrub_header``.
 """

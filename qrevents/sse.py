@@ -23,7 +23,7 @@ CLOSE_REASONS = ("token_expired", "key_revoked", "server_shutdown", "slow_consum
 _ALPHABET = string.ascii_lowercase + string.digits
 # Where str.splitlines() breaks a line besides CR and LF (requests' iter_lines with
 # decode_unicode uses it). JSON keeps U+0085, U+2028 and U+2029 raw in strings with
-# ensure_ascii=False; a Python SSE client would then read a forged field (PITFALLS 25). They
+# ensure_ascii=False; a Python SSE client would then read a forged field there. They
 # can only occur inside JSON strings, where \uXXXX means the same character.
 _LINE_BREAKERS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _ESCAPED = {ord(ch): f"\\u{ord(ch):04x}" for ch in _LINE_BREAKERS}
