@@ -22,7 +22,7 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 	touch $(DEV)
 
 run: $(RUNTIME)
-	$(BIN)/flask --app app init-db
+	$(BIN)/flask --app app migrate
 	$(BIN)/flask --app app demo
 	$(BIN)/gunicorn app:app
 
