@@ -1,4 +1,5 @@
-"""The benchmark harness, run tiny against a real qrevents server, so it cannot rot.
+"""The benchmark harness, run tiny against a real qrevents server and against each yardstick
+(the limit, nchan, sse-starlette), so it cannot rot.
 
 A few streams, a few events of every scenario: everything delivered, nothing twice.
 """
@@ -9,7 +10,13 @@ import pytest
 
 from bench.client import HttpClient
 from bench.scenarios import Repetition, Scale
-from bench.servers import QreventsServer
+from bench.servers import (
+    LimitServer,
+    NchanServer,
+    QreventsServer,
+    SseStarletteServer,
+    nchan_missing,
+)
 
 TINY = Scale(
     levels=(4, 6),
@@ -43,9 +50,7 @@ async def run_tiny(server):
     return await Repetition(server, channels, TINY, lambda message: None).run()
 
 
-def test_bench_harness_counts_every_event_once(qrevents_server):
-    result = asyncio.run(run_tiny(qrevents_server))
-
+def assert_every_event_once(result):
     assert result["hold"]["6"]["held"] == 6
     assert result["hold"]["6"]["first_event_p50_ms"] is not None
     assert result["hold"]["6"]["first_event_alone_p50_ms"] is not None
@@ -59,3 +64,22 @@ def test_bench_harness_counts_every_event_once(qrevents_server):
     assert result["storm"]["missed_events"] == 3
     assert result["storm"]["all_resumed_s"] is not None
     assert result["publish_errors"] == 0
+
+
+def test_bench_harness_counts_every_event_once(qrevents_server):
+    assert_every_event_once(asyncio.run(run_tiny(qrevents_server)))
+
+
+YARDSTICKS = {"limit": LimitServer, "nchan": NchanServer, "sse-starlette": SseStarletteServer}
+
+
+@pytest.mark.parametrize("name", sorted(YARDSTICKS))
+def test_yardstick_gets_every_event_once(name, tmp_path):
+    if name == "nchan" and nchan_missing():
+        pytest.skip(nchan_missing())
+    server = YARDSTICKS[name](tmp_path)
+    server.start()
+    try:
+        assert_every_event_once(asyncio.run(run_tiny(server)))
+    finally:
+        server.stop()
