@@ -183,6 +183,11 @@ async def main_async(args):
             "machine": machine,
             "notes": notes,
             "median": summary,
+            "table": report.table(summary, list(summary)),
+            "targets": [
+                {"target": target, "measured": shown, "holds": holds}
+                for target, shown, holds in report.verdicts(summary)
+            ],
             "runs": raw,
         }
         Path(args.out).write_text(json.dumps(document, indent=1))
