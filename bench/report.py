@@ -254,9 +254,8 @@ def verdicts(summary, subject="qrevents-sqlite-1w", two_workers="qrevents-pg-red
         " s",
     )
     best = _at(ours, "sweep", "highest_rate_p99_50ms")
-    top = max((r["rate"] for r in _at(ours, "sweep", "rows") or ()), default=None)
     check(
-        f"highest payment rate with p99 ≤ 50 ms ≥ 1,500/s (sweep tops at {fmt(top)}/s)",
+        "highest payment rate with p99 ≤ 50 ms ≥ 1,500/s",
         best or 0,
         best is not None and best >= 1500,
         "/s",
@@ -286,8 +285,9 @@ def verdicts(summary, subject="qrevents-sqlite-1w", two_workers="qrevents-pg-red
         if at is not None:
             mine, theirs = sweep_row(ours, at), sweep_row(other, at)
             added = round(theirs["latency_p50_ms"] - mine["latency_p50_ms"], 3)
+        where = f"at {at}/s" if at else "no sweep rate both passed"
         check(
-            f"two workers (Redis + PostgreSQL): added p50 ≤ 1 ms (at {at}/s; 500/s at full scale)",
+            f"two workers (Redis + PostgreSQL): added p50 ≤ 1 ms ({where})",
             added,
             added is not None and added <= 1,
             " ms",
