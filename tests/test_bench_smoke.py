@@ -5,10 +5,13 @@ A few streams, a few events of every scenario: everything delivered, nothing twi
 """
 
 import asyncio
+import re
+import socket
+import time
 
 import pytest
 
-from bench.client import HttpClient
+from bench.client import HttpClient, http_request
 from bench.scenarios import Repetition, Scale
 from bench.servers import (
     LimitServer,
@@ -83,3 +86,35 @@ def test_yardstick_gets_every_event_once(name, tmp_path):
         assert_every_event_once(asyncio.run(run_tiny(server)))
     finally:
         server.stop()
+
+
+def read_until(sock, pattern, timeout=10):
+    data, deadline = b"", time.monotonic() + timeout
+    sock.settimeout(timeout)
+    while not re.search(pattern, data) and time.monotonic() < deadline:
+        data += sock.recv(1 << 20)
+    return data
+
+
+def test_limit_server_catches_up_a_slow_reader_in_order(tmp_path):
+    """A stream whose socket fills up gets the rest from its writer greenlet: nothing lost."""
+    server = LimitServer(tmp_path)
+    server.start()
+    try:
+        stream = socket.socket()
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few events
+        stream.connect((server.host, server.port))
+        stream.sendall(server.stream_request("slow"))
+        read_until(stream, rb"connected")
+        events, body = 300, b"x" * 16384
+        with socket.create_connection((server.host, server.port)) as publisher:
+            for _ in range(events):
+                publisher.sendall(http_request("POST", "/publish?channel=slow&type=big", body))
+                read_until(publisher, rb"ok$")
+        data = read_until(stream, b"id: %d\n" % events + rb"event: big\ndata: x{16384}\n\n")
+        stream.close()
+    finally:
+        server.stop()
+    frames = re.findall(rb"id: (\d+)\nevent: big\ndata: (x+)\n\n", data)
+    assert [int(n) for n, _ in frames] == list(range(1, events + 1))
+    assert {len(payload) for _, payload in frames} == {16384}
