@@ -217,7 +217,7 @@ def _at(result, *path):
 
 
 def verdicts(summary, subject="qrevents-sqlite-1w", two_workers="qrevents-pg-redis-2w"):
-    """The targets for ``subject``: ``[(target, measured, holds)]``, issue 16's first (one
+    """The targets for ``subject``: ``[(target, measured, holds)]``, the scale targets first (one
     worker, SQLite, against the limit and nchan), then the standing ones (BENCHMARKS.md)."""
     ours, limit, nchan = summary.get(subject), summary.get("limit"), summary.get("nchan")
     if not ours:
