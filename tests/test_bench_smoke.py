@@ -20,6 +20,7 @@ from bench.servers import (
     SseStarletteServer,
     nchan_missing,
 )
+from tests.conftest import missing_service
 
 TINY = Scale(
     levels=(4, 6),
@@ -79,7 +80,7 @@ YARDSTICKS = {"limit": LimitServer, "nchan": NchanServer, "sse-starlette": SseSt
 @pytest.mark.parametrize("name", sorted(YARDSTICKS))
 def test_yardstick_gets_every_event_once(name, tmp_path):
     if name == "nchan" and nchan_missing():
-        pytest.skip(nchan_missing())
+        missing_service(f"{nchan_missing()} (.ci/run installs it)")
     server = YARDSTICKS[name](tmp_path)
     server.start()
     try:
