@@ -37,7 +37,7 @@ format: $(DEV)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Full scale takes about 15 minutes on 2 cores; `make bench BENCH_ARGS=--quick` for a look.
+# Full scale takes about 20 minutes on 2 cores; `make bench BENCH_ARGS=--quick` for a look.
 # The nchan yardstick is nginx's module from Debian: installed here when missing (as root).
 NCHAN_MODULE := /usr/lib/nginx/modules/ngx_nchan_module.so
 NCHAN_APT := apt-get install -y libnginx-mod-nchan
