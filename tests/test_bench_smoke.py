@@ -112,7 +112,8 @@ def test_limit_server_catches_up_a_slow_reader_in_order(tmp_path):
             for _ in range(events):
                 publisher.sendall(http_request("POST", "/publish?channel=slow&type=big", body))
                 read_until(publisher, rb"ok$")
-        data = read_until(stream, b"id: %d\n" % events + rb"event: big\ndata: x{16384}\n\n")
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # a fast drain now
+        data = read_until(stream, b"id: %d\n" % events + rb"event: big\ndata: x{16384}\n\n", 30)
         stream.close()
     finally:
         server.stop()
