@@ -12,7 +12,6 @@ from .tables import (
     Qr,
     StreamTicket,
     User,
-    create_tables,
 )
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "User",
     "bind_database",
     "connection",
-    "create_tables",
     "database",
     "supports_row_locks",
 ]

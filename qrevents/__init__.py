@@ -14,20 +14,22 @@ from datetime import timedelta
 from decimal import Decimal
 
 import peewee
-from flask import Flask, request
+from flask import Flask, g, request
 from flask.json.provider import JSONProvider
 from flask_jwt_extended import JWTManager
 from gevent import monkey
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from models import bind_database, create_tables, database
+from models import bind_database, database
 
 from . import logs, throttle
 from .config import load_config
 from .delivery import Delivery
-from .errors import register_error_handlers
+from .errors import Unavailable, register_error_handlers
+from .reconnect import open_request_connection, rerun_on_lost_connection
 from .routes import BLUEPRINTS
-from .routes.events import OWN_CONNECTION
+from .routes.events import NO_DATABASE, OWN_CONNECTION, STREAM_ENDPOINT, refused_stream_response
+from .schema import SchemaGate
 from .serving import refuse_unsuitable_server
 from .sse import dumps
 
@@ -72,17 +74,21 @@ def create_app(test_config=None):
         _require_greenlet_local_connections()
         _make_psycopg2_cooperative()
     bind_database(settings["DATABASE_URL"])
-    with database.connection_context():
-        create_tables()
+    schema = SchemaGate(app.logger)
+    schema.open()
+    app.extensions["qrevents.schema"] = schema
 
     delivery = Delivery(app, settings)
     app.extensions["qrevents"] = delivery
-    _register_connection_scope(app, delivery, start_delivery=serving_under_gevent)
+    _register_connection_scope(app, delivery, schema, start_delivery=serving_under_gevent)
     throttle.init_app(app, settings)
     logs.init_app(app)
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    for endpoint, view in app.view_functions.items():
+        if endpoint not in OWN_CONNECTION:
+            app.view_functions[endpoint] = rerun_on_lost_connection(view)
 
     from .cli import register_commands
 
@@ -111,15 +117,26 @@ def _make_psycopg2_cooperative():
     patch_psycopg()
 
 
-def _register_connection_scope(app, delivery, *, start_delivery):
-    """One connection per request, except for routes that scope their own (the stream)."""
+def _register_connection_scope(app, delivery, schema, *, start_delivery):
+    """One connection per request, except for routes that scope their own (the stream);
+    none until the schema is verified (a worker booted while the database was away)."""
 
     @app.before_request
     def open_connection():
         if start_delivery and not delivery.started:
             delivery.start()
-        if request.endpoint and request.endpoint not in OWN_CONNECTION:
-            database.connect(reuse_if_open=True)
+        if not request.endpoint or request.endpoint in NO_DATABASE:
+            return
+        try:
+            schema.require()
+        except Unavailable:
+            if request.endpoint == STREAM_ENDPOINT:
+                return refused_stream_response(
+                    "overloaded", g.get("request_id")
+                )  # retried, 503 not
+            raise
+        if request.endpoint not in OWN_CONNECTION:
+            open_request_connection()
 
     @app.teardown_request
     def close_connection(exc):

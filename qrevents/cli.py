@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 from flask import current_app
 
-from models import Account, User, create_tables, database
+from models import Account, User, database
+from models.migrations import LATEST, migrate, schema_version
 
 from . import bank_signature
 from .clock import iso, utcnow
@@ -36,6 +37,7 @@ def main():
 
 def register_commands(app):
     for command in (
+        migrate_command,
         init_db,
         create_account,
         create_user,
@@ -48,12 +50,29 @@ def register_commands(app):
         app.cli.add_command(command)
 
 
+@click.command("migrate")
+def migrate_command():
+    """Apply the pending schema migrations (run before starting a new release)."""
+    applied, version = _migrate()
+    if applied:
+        click.echo(f"applied migrations {', '.join(map(str, applied))}")
+    click.echo(f"database at schema version {version} (this release needs {LATEST})")
+
+
 @click.command("init-db")
 def init_db():
-    """Create the tables that are missing."""
-    with database.connection_context():
-        create_tables()
+    """The same as ``migrate`` (the first release's name for it, and its one-line answer)."""
+    _migrate()
     click.echo("database ready")
+
+
+def _migrate():
+    """``(versions applied by this process, the database's version)``."""
+    # Loading the app (create_app) already migrated a database that was behind.
+    applied = list(current_app.extensions["qrevents.schema"].applied)
+    with database.connection_context():
+        applied += migrate(database)
+        return applied, schema_version(database)
 
 
 @click.command("create-account")
