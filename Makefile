@@ -41,9 +41,17 @@ format: $(DEV)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Full scale takes about 15 minutes on 2 cores; `make bench BENCH_ARGS=--quick` for a look.
-bench: $(DEV)
+# Full scale takes about 20 minutes on 2 cores; `make bench BENCH_ARGS=--quick` for a look.
+# The nchan yardstick is nginx's module from Debian: installed here when missing (as root).
+NCHAN_MODULE := /usr/lib/nginx/modules/ngx_nchan_module.so
+NCHAN_APT := apt-get install -y libnginx-mod-nchan
+
+bench: $(DEV) $(NCHAN_MODULE)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+$(NCHAN_MODULE):
+	@[ "$$(id -u)" = 0 ] || { echo "make bench needs nginx's nchan module: sudo $(NCHAN_APT)" >&2; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(NCHAN_APT) -qq
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -36,6 +36,10 @@ DEFAULTS = {
     "LOGIN_LIMIT_PER_EMAIL": "5 per minute",
     "LOGIN_LIMIT_PER_ADDRESS": "30 per minute",
     "API_RATE_LIMIT": "3000 per minute",  # per credential, REST API only
+    # Failed authentications (a 401 for a credential given) per client address, and per
+    # account for failures that name one (its revoked or expired key, its expired JWT).
+    "AUTH_FAILURE_LIMIT_PER_ADDRESS": "60 per minute",
+    "AUTH_FAILURE_LIMIT_PER_ACCOUNT": "60 per minute",
     # Proxies in front that set X-Forwarded-For (nginx: 1); 0 trusts no such header.
     "PROXY_HOPS": 0,
     # Webhooks (docs/WEBHOOKS in README): one attempt's whole time, the retry horizon after

@@ -280,8 +280,8 @@ RETRY_AFTER = {
 ERRORS = {
     400: "The body is not a JSON object (`invalid_json`)",
     401: "`missing_credentials`, `invalid_credentials`, `token_expired`, `key_revoked`",
-    403: "The credential may not do this (`forbidden`): no user behind it, or not a user's "
-    "JWT where one is needed (webhooks), or a host application's token, which only reads",
+    403: "Not for this credential (`forbidden`): managing API keys or webhooks needs a user's "
+    "JWT; a host application's token only reads",
     404: "No such resource in the caller's account",
     409: "Conflicts with the current state (`transaction_id_reused`, `invalid_transition`, ...)",
     413: "The body is larger than 64 KiB",
@@ -438,9 +438,15 @@ PAYMENT_NOTICE = _object(
         "description": {"type": ["string", "null"], "maxLength": 140},
         "paymentDate": {
             "type": "string",
-            "description": "ISO 8601 date-time, or a date with paymentTime (La Paz time)",
+            "description": "yyyyMMdd, yyyy-MM-dd or an ISO 8601 date-time; without an "
+            "offset it is La Paz time (UTC-4). paymentTime applies when it has no time of day "
+            "or a zero one (BANECO: 2021-06-14T00:00:00 with paymentTime 17:06:29)",
         },
-        "paymentTime": {"type": ["string", "null"], "pattern": TIME_PATTERN},
+        "paymentTime": {
+            "type": ["string", "null"],
+            "pattern": TIME_PATTERN,
+            "description": "La Paz time of day of the payment",
+        },
     },
     required=[
         "qrId",
@@ -653,7 +659,7 @@ def _paths():
         },
         "/api-keys": {
             "post": _operation(
-                "Create an API key of the caller's user (the key is shown once)",
+                "Create an API key of the caller's user (the key is shown once); a user's JWT only",
                 {201: ok(_envelope(_ref("NewApiKey")), "Created")},
                 403,
                 404,
@@ -668,7 +674,7 @@ def _paths():
         },
         "/api-keys/{keyId}": {
             "delete": _operation(
-                "Revoke an API key; its open streams end with `key_revoked`",
+                "Revoke an API key; its open streams end with `key_revoked`; a user's JWT only",
                 {200: ok(_envelope(_ref("ApiKey")), "Revoked")},
                 403,
                 404,
@@ -1040,7 +1046,8 @@ SECURITY_SCHEMES = {
     "admin": {
         "type": "http",
         "scheme": "bearer",
-        "description": "The deployment's admin key (QREVENTS_ADMIN_API_KEY)",
+        "description": "The deployment's admin key (QREVENTS_ADMIN_API_KEY), as "
+        "`Authorization: Bearer` only: in X-API-Key or a URL it is refused (401)",
     },
     "bankSignature": {
         "type": "apiKey",

@@ -38,7 +38,9 @@ def free_port():
 class LiveServer:
     """One gunicorn master and its gevent workers, with a private instance folder."""
 
-    def __init__(self, tmp_path, database_url=None, workers=1, port=None, **settings):
+    def __init__(
+        self, tmp_path, database_url=None, workers=1, port=None, gunicorn_args=(), **settings
+    ):
         self.tmp_path = Path(tmp_path)
         self.tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -58,6 +60,8 @@ class LiveServer:
             QREVENTS_LOGIN_LIMIT_PER_EMAIL="off",
             QREVENTS_LOGIN_LIMIT_PER_ADDRESS="off",
             QREVENTS_API_RATE_LIMIT="off",
+            QREVENTS_AUTH_FAILURE_LIMIT_PER_ADDRESS="off",
+            QREVENTS_AUTH_FAILURE_LIMIT_PER_ACCOUNT="off",
             WEB_CONCURRENCY=str(workers),
         )
         if database_url:
@@ -67,6 +71,7 @@ class LiveServer:
         if settings.get("env") == "production" and "webhook_allow_private" not in settings:
             del env["QREVENTS_WEBHOOK_ALLOW_PRIVATE"]  # refused in production
         self.env = env
+        self.gunicorn_args = list(gunicorn_args)  # flags an operator adds to the command line
         self.process = None
 
     def start(self, timeout=20, args=("app:app",), cwd=ROOT, ready=(200,)):
@@ -74,7 +79,7 @@ class LiveServer:
         the ``ready`` statuses."""
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), *args],
+            [str(BIN / "gunicorn"), *self.gunicorn_args, *args],
             cwd=cwd,
             env=self.env,
             stdout=self._log,

@@ -175,7 +175,29 @@ BAD_TOKENS = {
     ),
     "admin-key": lambda s, t: ADMIN_KEY,
     "ticket-as-bearer": lambda s, t: "qrt_" + uuid.uuid4().hex,
+    # Signed with the server's own key, and malformed: never a 500, never another user.
+    "jwt-without-exp": lambda s, t: jwt.encode(
+        {"type": "access", "sub": str(t.user_id), "acc": t.account_id},
+        s.env["QREVENTS_JWT_SECRET_KEY"],
+        algorithm="HS256",
+    ),
+    "jwt-with-exp-beyond-any-date": lambda s, t: forge_jwt(
+        s, sub=str(t.user_id), acc=t.account_id, exp=1e20
+    ),
+    "jwt-with-exp-as-a-string": lambda s, t: forge_jwt(
+        s, sub=str(t.user_id), acc=t.account_id, exp=str(int(time.time()) + 600)
+    ),
+    "jwt-with-40-digit-sub": lambda s, t: forge_jwt(s, sub="1" * 40, acc=t.account_id),
+    "jwt-with-arabic-indic-digits-in-sub": lambda s, t: forge_jwt(
+        s, sub=str(t.user_id).translate(ARABIC_INDIC), acc=t.account_id
+    ),
+    "jwt-with-a-leading-zero-in-sub": lambda s, t: forge_jwt(
+        s, sub="0" + str(t.user_id), acc=t.account_id
+    ),
+    "jwt-with-integer-sub": lambda s, t: forge_jwt(s, sub=t.user_id, acc=t.account_id),
 }
+# "١٢" is a digit string to str.isdigit() and 12 to int(): it must name nobody.
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
 def tamper(token):
@@ -407,6 +429,43 @@ def test_a_key_without_a_user_cannot_manage_api_keys(api, tenant):
     assert api.get("/accounts/me", headers=tenant.headers).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "lifetime, place",
+    [(30, "X-API-Key"), (30, "Authorization"), (None, "X-API-Key"), (None, "api-key")],
+    ids=["key-of-30-s-in-x-api-key", "key-of-30-s-as-bearer", "permanent-key",
+         "permanent-key-in-the-query"],
+)  # fmt: skip
+def test_only_a_users_jwt_manages_api_keys(api, tenant, lifetime, place):
+    key, key_id = new_key(api, tenant, **({"expiresAt": iso_in(lifetime)} if lifetime else {}))
+    _, victim_id = new_key(api, tenant)
+    if place == "api-key":
+        options = {"params": {"api-key": key}}
+    else:
+        options = {"headers": {place: f"Bearer {key}" if place == "Authorization" else key}}
+    jwt_headers = {"Authorization": f"Bearer {tenant.jwt}"}
+    before = api.get("/api-keys", headers=jwt_headers).json()["data"]["items"]
+    for response in (
+        api.post("/api-keys", json={"name": "forever"}, **options),
+        api.delete(f"/api-keys/{victim_id}", **options),
+        api.delete(f"/api-keys/{key_id}", **options),
+    ):
+        assert response.status_code == 403, response.text
+        body = response.json()
+        assert (body["success"], body["data"], body["error"]) == (
+            False,
+            None,
+            {"code": "forbidden"},
+        )
+    assert api.get("/api-keys", headers=jwt_headers).json()["data"]["items"] == before
+    assert api.get("/api-keys", **options).status_code == 200  # reading the list is allowed
+    # The user's JWT, in any place a credential may come, does both.
+    for jwt_place in ({"headers": jwt_headers}, {"headers": {"X-API-Key": tenant.jwt}}):
+        made = api.post("/api-keys", json={"name": "by the user"}, **jwt_place)
+        assert made.status_code == 201, made.text
+        revoked = api.delete(f"/api-keys/{made.json()['data']['id']}", **jwt_place)
+        assert revoked.status_code == 200, revoked.text
+
+
 # ---- stream tickets ------------------------------------------------------------------------
 
 
@@ -491,6 +550,23 @@ def test_only_the_admin_key_opens_admin_routes(api, tenant, headers):
     response = api.post("/admin/accounts", json={"name": "x", "currency": "BOB"},
                         headers=headers(tenant))  # fmt: skip
     refusal(response, "invalid_credentials")
+
+
+ADMIN_KEY_ELSEWHERE = {
+    "x-api-key": {"headers": {"X-API-Key": ADMIN_KEY}},
+    "query-api-key": {"params": {"api-key": ADMIN_KEY}},
+    "query-token": {"params": {"token": ADMIN_KEY}},
+}
+
+
+@pytest.mark.parametrize("place", ADMIN_KEY_ELSEWHERE)
+def test_the_admin_key_counts_only_as_a_bearer_token(api, place):
+    options = ADMIN_KEY_ELSEWHERE[place]
+    made = api.post("/admin/accounts", json={"name": "x", "currency": "BOB"}, **options)
+    refusal(made, "invalid_credentials")
+    refusal(api.get("/metrics", **options), "invalid_credentials")
+    stats = api.get("/events/stats", **options)  # no admin view, and no account's either
+    assert refusal(stats, "invalid_credentials") == INVALID
 
 
 def test_stats_show_an_account_only_its_own_entry_and_the_admin_all(api):

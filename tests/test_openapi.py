@@ -98,10 +98,12 @@ def _exercise_every_route(api):
     api.get("/accounts/me", headers=auth)
     api.get("/accounts/me")
     api.get("/accounts/me", headers={"Authorization": "Bearer qrk_unknown"})
-    created = api.post("/api-keys", json={"name": "ci"}, headers=auth).json()["data"]
+    user = {"Authorization": f"Bearer {tenant.jwt}"}  # key management needs a user's JWT
+    created = api.post("/api-keys", json={"name": "ci"}, headers=user).json()["data"]
     api.get("/api-keys", headers=auth)
-    api.delete(f"/api-keys/{created['id']}", headers=auth)
-    api.delete("/api-keys/999999", headers=auth)
+    api.delete(f"/api-keys/{created['id']}", headers=user)
+    api.delete("/api-keys/999999", headers=user)
+    api.post("/api-keys", json={"name": "x"}, headers=auth)
     userless = api.admin(f"/admin/accounts/{tenant.account_id}/api-keys", {"name": "svc"})
     api.post(
         "/api-keys", json={"name": "x"}, headers={"Authorization": f"Bearer {userless['key']}"}
@@ -192,7 +194,7 @@ def test_every_event_on_the_stream_matches_the_catalog(api, tenant):
         api.bank("/bank/qr-status", {"qrId": qr["qrId"], "status": "completed"})
         events += stream.take(10, skip=())  # heartbeats included
         events += stream.until("heartbeat")
-        api.delete(f"/api-keys/{key['id']}", headers=tenant.headers)
+        api.delete(f"/api-keys/{key['id']}", headers={"Authorization": f"Bearer {tenant.jwt}"})
         events += stream.until("stream_closed")
     assert {event.event for event in events} == set(catalog)
     for event in events:

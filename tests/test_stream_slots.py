@@ -91,7 +91,8 @@ def test_a_revoked_key_ends_its_stalled_streams_without_waiting_for_the_write_ti
     try:
         fill_sockets(api, tenant)
         revoked_at = time.monotonic()
-        assert api.delete(f"/api-keys/{kiosk['id']}", headers=tenant.headers).status_code == 200
+        user = {"Authorization": f"Bearer {tenant.jwt}"}  # key management needs a user's JWT
+        assert api.delete(f"/api-keys/{kiosk['id']}", headers=user).status_code == 200
         # The write timeout is the default 10 s: only the revocation can end them this soon.
         assert wait_for(lambda: open_streams(api, tenant.account_id) == 0, timeout=1.5)
         freed = time.monotonic() - revoked_at

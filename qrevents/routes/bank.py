@@ -1,7 +1,5 @@
 """Bank callbacks: payments and QR status syncs, signed, idempotent."""
 
-from datetime import datetime, time
-
 from flask import Blueprint, current_app, request
 
 from .. import bank_signature, metrics
@@ -33,7 +31,7 @@ def parse_payment_notice(body):
     if isinstance(body.get("payment"), dict):
         body = body["payment"]
     fields = Fields(body)
-    payment_date, payment_time = _payment_moment(fields, body.get("paymentDate"))
+    payment_date, payment_time = fields.bank_moment("paymentDate", "paymentTime")
     notice = payments.PaymentNotice(
         qr_id=fields.safe_id("qrId"),
         transaction_id=fields.safe_id("transactionId"),
@@ -49,19 +47,6 @@ def parse_payment_notice(body):
     )
     fields.check()
     return notice
-
-
-def _payment_moment(fields, raw_date):
-    """``(UTC datetime, "HH:MM:SS")``: a bare date takes ``paymentTime`` (La Paz time) beside it;
-    a date-time gives its own time of day when ``paymentTime`` is absent."""
-    payment_time = fields.time_of_day("paymentTime")
-    if isinstance(raw_date, str) and len(raw_date) == 10:
-        at = time.fromisoformat(payment_time) if payment_time else time(0, 0)
-        return fields.moment("paymentDate", required=True, date_at=at), payment_time or "00:00:00"
-    payment_date = fields.moment("paymentDate", required=True)
-    if payment_date is not None and payment_time is None:
-        payment_time = datetime.fromisoformat(raw_date).strftime("%H:%M:%S")
-    return payment_date, payment_time
 
 
 @bp.post("/bank/payments")

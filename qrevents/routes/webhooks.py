@@ -17,7 +17,7 @@ ENDPOINT = f"/webhooks/<int(max={MAX_ID}):endpoint_id>"
 
 def _user_account():
     identity = authenticate()
-    require_user_jwt(identity)
+    require_user_jwt(identity, managing="webhooks")
     return identity.account_id
 
 
