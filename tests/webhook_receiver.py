@@ -77,6 +77,13 @@ class WebhookReceiver:
         try:
             if behaviour.delay:
                 time.sleep(behaviour.delay)
+        finally:
+            # Done before the answer is written: once the deliverer has it, its next request
+            # may arrive before this thread would get the lock again.
+            with self._lock:
+                self.in_flight[path] -= 1
+                got.answered, got.status = time.monotonic(), status
+        try:
             handler.send_response(status)
             if behaviour.location:
                 handler.send_header("Location", behaviour.location)
@@ -85,10 +92,6 @@ class WebhookReceiver:
             handler.wfile.write(b"ok")
         except OSError:
             pass  # the deliverer gave up waiting
-        finally:
-            with self._lock:
-                self.in_flight[path] -= 1
-                got.answered, got.status = time.monotonic(), status
 
     def at(self, path="/hook"):
         with self._lock:
