@@ -23,7 +23,11 @@ from .config import load_config
 from .delivery import Delivery
 from .errors import register_error_handlers
 from .routes import BLUEPRINTS
+from .routes.bank import BANK_BOUND as NOTIFY_BANK_BOUND
 from .routes.events import OWN_CONNECTION
+from .routes.qr import BANK_BOUND as QR_BANK_BOUND
+from .scheduler import Scheduler
+from .secret_box import SecretBox
 from .sse import dumps
 
 MAX_BODY_BYTES = 64 * 1024
@@ -69,9 +73,12 @@ def create_app(test_config=None):
     with database.connection_context():
         create_tables()
 
+    app.extensions["qrevents.secret_box"] = SecretBox(settings["SECRET_KEY"])
     delivery = Delivery(app, settings)
     app.extensions["qrevents"] = delivery
-    _register_connection_scope(app, delivery, start_delivery=serving_under_gevent)
+    scheduler = Scheduler(app, settings)
+    app.extensions["qrevents.scheduler"] = scheduler
+    _register_connection_scope(app, delivery, scheduler, start_delivery=serving_under_gevent)
     throttle.init_app(app, settings)
     logs.init_app(app)
     register_error_handlers(app)
@@ -105,14 +112,17 @@ def _make_psycopg2_cooperative():
     patch_psycopg()
 
 
-def _register_connection_scope(app, delivery, *, start_delivery):
-    """One connection per request, except for routes that scope their own (the stream)."""
+def _register_connection_scope(app, delivery, scheduler, *, start_delivery):
+    """One connection per request, except for routes that scope their own (the stream, and
+    the routes that wait for the bank: no connection may be held while it answers)."""
+    own_connection = OWN_CONNECTION | QR_BANK_BOUND | NOTIFY_BANK_BOUND
 
     @app.before_request
     def open_connection():
         if start_delivery and not delivery.started:
             delivery.start()
-        if request.endpoint and request.endpoint not in OWN_CONNECTION:
+            scheduler.start()
+        if request.endpoint and request.endpoint not in own_connection:
             database.connect(reuse_if_open=True)
 
     @app.teardown_request

@@ -54,6 +54,16 @@ class TooManyRequests(ApiError):
     status, code, message = 429, "rate_limited", "Too many requests"
 
 
+class BankRefused(ApiError):
+    """The bank answered with a refusal; the message is the bank's own."""
+
+    status, code, message = 502, "bank_rejected", "El banco rechazó la operación"
+
+
+class BankTimedOut(ApiError):
+    status, code, message = 504, "bank_unavailable", "El banco no respondió a tiempo"
+
+
 class Unavailable(ApiError):
     status, code, message = 503, "unavailable", "A dependency is unavailable"
 
