@@ -13,7 +13,6 @@ from .tables import (
     Qr,
     StreamTicket,
     User,
-    create_tables,
 )
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "User",
     "bind_database",
     "connection",
-    "create_tables",
     "database",
     "supports_row_locks",
 ]

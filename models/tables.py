@@ -6,7 +6,7 @@ decimals into floats. Times are naive UTC datetimes.
 
 import peewee as pw
 
-from .db import database, supports_row_locks
+from .db import database
 
 
 class BaseModel(pw.Model):
@@ -161,18 +161,3 @@ class BankLink(BaseModel):
 
 
 TABLES = [Account, User, ApiKey, StreamTicket, Qr, Payment, Movement, Event, BankLink]
-
-
-# Any fixed number: the PostgreSQL advisory lock that serialises schema creation.
-SCHEMA_LOCK = 7_304_113
-
-
-def create_tables():
-    """Create every missing table and index (safe to run on each start, by every worker)."""
-    if not supports_row_locks():
-        database.create_tables(TABLES, safe=True)
-        return
-    # PostgreSQL: workers starting together would race on CREATE TABLE IF NOT EXISTS.
-    with database.atomic():
-        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        database.create_tables(TABLES, safe=True)

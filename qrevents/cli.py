@@ -16,7 +16,8 @@ import peewee
 import requests
 from flask import current_app
 
-from models import Account, BankLink, Qr, User, create_tables, database
+from models import Account, BankLink, Qr, User, database
+from models.migrations import LATEST, migrate, schema_version
 
 from .errors import ApiError
 from .money import CURRENCIES
@@ -32,6 +33,7 @@ DEMO_EMAIL = "demo@qrevents.test"
 
 def register_commands(app):
     for command in (
+        migrate_command,
         init_db,
         create_account,
         create_user,
@@ -46,12 +48,25 @@ def register_commands(app):
         app.cli.add_command(command)
 
 
+@click.command("migrate")
+def migrate_command():
+    """Apply the pending schema migrations (run before starting a new release)."""
+    _migrate()
+
+
 @click.command("init-db")
 def init_db():
-    """Create the tables that are missing."""
+    """The same as ``migrate``: a new database gets the whole schema."""
+    _migrate()
+
+
+def _migrate():
     with database.connection_context():
-        create_tables()
-    click.echo("database ready")
+        applied = migrate(database)
+        version = schema_version(database)
+    if applied:
+        click.echo(f"applied migrations {', '.join(map(str, applied))}")
+    click.echo(f"database at schema version {version} (this release needs {LATEST})")
 
 
 @click.command("create-account")

@@ -1,17 +1,21 @@
 """A real qrevents server for tests: gunicorn gevent workers in a subprocess on loopback.
 
 Modelled on Werkzeug's own live-server fixture: pick a free port, start, poll until the
-server answers, read its log, stop it. Plus the clients a user would hold: a small HTTP
+server answers, read its log, stop it. Plus the simulated bank every account is linked to
+(one per test process, its own port), and the clients a user would hold: a small HTTP
 API helper and an SSE client that reads real frames off the socket.
 """
 
+import atexit
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -122,6 +126,123 @@ class LiveServer:
         self._log.close()
 
 
+class LiveSimulator:
+    """The simulated bank (``python -m qrevents.simulator``) in a subprocess on loopback."""
+
+    def __init__(self, tmp_path, port=None, **settings):
+        self.tmp_path = Path(tmp_path)
+        self.tmp_path.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.api_gateway = self.base + "/ApiGateway/"
+        self.log_path = self.tmp_path / f"simulator-{self.port}.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("QREVENTS_")}
+        for name, value in settings.items():
+            self.env[f"QREVENTS_SIMULATOR_{name.upper()}"] = str(value)
+        self.process = None
+
+    def start(self, timeout=20):
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "python"),
+                "-m",
+                "qrevents.simulator",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--state",
+                str(self.tmp_path / f"simulator-{self.port}.json"),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"simulator exited at start:\n{self.log()}")
+            try:
+                if requests.get(self.base + "/simulator/qrs", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"simulator did not answer within {timeout}s:\n{self.log()}")
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+    def control(self, method, path, body=None):
+        """A call to the simulator's own control routes (``/simulator/...``)."""
+        response = requests.request(
+            method,
+            self.base + "/simulator" + path,
+            data=dumps(body or {}),
+            timeout=10,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code < 400, response.text
+        return response.json() if response.content else None
+
+    def register(self, notify_url=None, notify_bearer=None):
+        """A new merchant at this bank; the credentials an operator would be issued."""
+        creds = {
+            "userName": "m" + uuid.uuid4().hex[:11],
+            "password": secrets.token_urlsafe(12),
+            "aesKey": secrets.token_hex(16),
+            "accountNumber": f"{secrets.randbelow(10**10):010d}",
+        }
+        body = dict(creds)
+        if notify_url:
+            body["notifyUrl"] = notify_url
+        if notify_bearer:
+            body["notifyBearer"] = notify_bearer
+        self.control("POST", "/accounts", body)
+        return creds
+
+    def pay(self, qr_id, amount=None, **fields):
+        body = {"qrId": qr_id, **fields}
+        if amount is not None:
+            body["amount"] = Decimal(amount)
+        return self.control("POST", "/pay", body)
+
+    def faults(self, **switches):
+        return self.control("POST", "/faults", switches)
+
+    def clear_faults(self):
+        return self.control("DELETE", "/faults")
+
+    def set_status(self, qr_id, status):
+        return self.control("POST", f"/qr/{qr_id}/status", {"status": status})
+
+
+_SHARED_SIMULATOR = None
+
+
+def shared_simulator():
+    """The simulated bank of this test process, started on first use, stopped at exit.
+    Tests that switch faults on start a simulator of their own."""
+    global _SHARED_SIMULATOR
+    if _SHARED_SIMULATOR is None:
+        folder = tempfile.mkdtemp(prefix="qrevents-simulator-")
+        _SHARED_SIMULATOR = LiveSimulator(folder).start()
+        atexit.register(_SHARED_SIMULATOR.stop)
+    return _SHARED_SIMULATOR
+
+
 @dataclass
 class Tenant:
     """An account with a user, a user's API key and a JWT, as a merchant would have."""
@@ -133,6 +254,7 @@ class Tenant:
     api_key: str
     api_key_id: int
     jwt: str
+    bank: dict | None = None  # the merchant's credentials at the simulated bank
 
     @property
     def headers(self):
@@ -145,6 +267,8 @@ class Api:
 
     base: str
     session: requests.Session = field(default_factory=requests.Session)
+    # The bank new tenants are linked to (the process's shared simulator when None).
+    simulator: LiveSimulator | None = None
 
     def url(self, path):
         return self.base + path
@@ -163,7 +287,10 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()["data"]
 
-    def new_tenant(self, currency="BOB"):
+    def new_tenant(self, currency="BOB", *, bank=True, notify_bearer=BANK_SECRET):
+        """An account with a user, a key and a JWT, linked to the simulated bank (which
+        notifies this server with ``notify_bearer``; None: unauthenticated, as BANECO's
+        own specification has it)."""
         account = self.admin("/admin/accounts", {"name": "Comercio", "currency": currency})
         email, password = f"u{uuid.uuid4().hex[:10]}@example.com", "correct horse 1"
         user = self.admin(
@@ -175,6 +302,7 @@ class Api:
         )
         login = self.post("/auth/login", json={"email": email, "password": password})
         assert login.status_code == 200, login.text
+        creds = self.link_bank(account["id"], notify_bearer) if bank else None
         return Tenant(
             account_id=account["id"],
             user_id=user["id"],
@@ -183,7 +311,21 @@ class Api:
             api_key=key["key"],
             api_key_id=key["id"],
             jwt=login.json()["data"]["accessToken"],
+            bank=creds,
         )
+
+    def link_bank(self, account_id, notify_bearer=BANK_SECRET):
+        """Register a merchant at the simulator and link the account to it."""
+        simulator = self.simulator or shared_simulator()
+        creds = simulator.register(self.url("/api/qrsimple/notifyPaymentQR"), notify_bearer)
+        body = {"adapter": "simulator", "baseUrl": simulator.api_gateway, **creds}
+        response = self.post(
+            f"/admin/accounts/{account_id}/bank",
+            json=body,
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert response.status_code in (200, 201), response.text
+        return creds
 
     def create_qr(self, tenant, amount="100.50", **fields):
         body = {"amount": Decimal(amount), "currency": "BOB", "description": "Pago de servicios"}

@@ -25,6 +25,9 @@ OWN_CONNECTION = {
     "openapi.openapi",
 }
 
+# Routes that work without the database (served even while it is away).
+NO_DATABASE = {"dashboard.page", "static", "metrics.metrics", "openapi.openapi"}
+
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # nginx: do not buffer this response
