@@ -52,6 +52,17 @@ BANK_CALLBACKS = Counter(
     "Bank payment notifications, by outcome (credited, held, duplicate, refused)",
     ["outcome"],
 )
+BANK_REQUESTS = Counter(
+    "qrevents_bank_requests",
+    "HTTP requests to the banks, by operation and outcome (ok, rejected, unavailable)",
+    ["operation", "outcome"],
+)
+BANK_LATENCY = Histogram(
+    "qrevents_bank_request_seconds",
+    "Time the bank took to answer one HTTP request (or to fail), by operation",
+    ["operation"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0),
+)
 BANK_PAYMENTS_RECOVERED = Counter(
     "qrevents_bank_payments_recovered",
     "Payments the bank listed that no notification had brought, recorded by reconciliation",

@@ -130,7 +130,6 @@ def create_test_qr(account_id):
     import secrets
 
     from qrevents.banks import IssuedQr
-
     from qrevents.services import qrs
 
     request = qrs.QrRequest(

@@ -137,8 +137,12 @@ class LiveSimulator:
         self.api_gateway = self.base + "/ApiGateway/"
         self.log_path = self.tmp_path / f"simulator-{self.port}.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("QREVENTS_")}
-        for name, value in settings.items():
-            self.env[f"QREVENTS_SIMULATOR_{name.upper()}"] = str(value)
+        # Its command-line settings (token_lifetime, notify_interval, notify_attempts).
+        self.options = [
+            item
+            for name, value in settings.items()
+            for item in (f"--{name.replace('_', '-')}", str(value))
+        ]
         self.process = None
 
     def start(self, timeout=20):
@@ -151,7 +155,8 @@ class LiveSimulator:
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--state",
-                str(self.tmp_path / f"simulator-{self.port}.json"),
+                str(self.tmp_path / f"simulator-{self.port}.db"),
+                *self.options,
             ],
             cwd=ROOT,
             env=self.env,
@@ -227,6 +232,19 @@ class LiveSimulator:
 
     def set_status(self, qr_id, status):
         return self.control("POST", f"/qr/{qr_id}/status", {"status": status})
+
+    def settings(self, **changes):
+        return self.control("POST", "/settings", changes)
+
+    def requests_seen(self):
+        """Requests the bank got, by operation (``paidQR``, ``statusQR``, ...)."""
+        return requests.get(self.base + "/simulator/requests", timeout=10).json()
+
+    def reset(self):
+        return self.control("POST", "/reset")
+
+    def qrs(self):
+        return self.control("GET", "/qrs")["qrs"]
 
 
 _SHARED_SIMULATOR = None

@@ -14,7 +14,7 @@ from models import connection
 from ..auth import authenticate
 from ..banks import BankRejected, BankUnavailable
 from ..envelope import success
-from ..errors import BankRefused, ValidationFailed
+from ..errors import BankRefused, BankTimedOut, ValidationFailed
 from ..resources import page_json, qr_json
 from ..services import bank_links, bank_sync, qrs
 from ..services.banking import bank_answers, bank_of
@@ -58,9 +58,10 @@ def create_qr():
     try:
         with bank_answers("issue", f"account {account_id}"):
             issued = bank.issue(qrs.bank_order(req, plan))
-    except BankRefused:
+    except (BankRefused, BankTimedOut):
         # A concurrent identical creation may have issued and recorded it meanwhile (a bank
-        # refusing a repeated transactionId): that QR is this request's answer.
+        # refusing a repeated transactionId, or slow to answer the second): that QR is this
+        # request's answer.
         with connection():
             existing = qrs.issued_before(account_id, req)
         if existing is None:
@@ -118,7 +119,10 @@ def cancel_qr(qr_id):
         with bank_answers("cancel", f"account {account_id}", refused=CancelRefused):
             bank_of(link).cancel(qr_id)
     except CancelRefused:
-        bank_sync.sync_qr(account_id, link, qr_id)
+        try:
+            bank_sync.sync_qr(account_id, link, qr_id)
+        except (BankRejected, BankUnavailable) as error:
+            log.warning("status of QR %s after a refused cancel unknown: %s", qr_id, error)
         raise
     with connection():
         qr = qrs.cancel_qr(account_id, qr_id)

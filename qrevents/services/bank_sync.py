@@ -35,8 +35,11 @@ def la_paz_today():
     return (utcnow() - timedelta(hours=4)).date()
 
 
-def record_bank_payments(payments, *, source):
+def record_bank_payments(payments, *, source, sync_source="bank_api"):
     """Record the bank's PaymentQR dicts; the transactionIds newly recorded (not duplicates).
+
+    ``sync_source`` is ``bank_api`` when we asked the bank (reconciliation, status sync) and
+    ``payment`` when its notification made us ask (the payment is the notification's).
 
     A payment that cannot be recorded (a QR that is not ours, a transactionId we hold with
     other data) is logged and counted as a disagreement, never raised: the others still go.
@@ -46,7 +49,7 @@ def record_bank_payments(payments, *, source):
         try:
             notice = payment_notice(raw if isinstance(raw, dict) else {})
             with connection():
-                payment, duplicate = post_payment(notice)
+                payment, duplicate = post_payment(notice, sync_source)
         except ApiError as error:
             metrics.BANK_DISAGREEMENTS.labels("payment_unrecorded").inc()
             log.warning(
@@ -62,7 +65,7 @@ def record_bank_payments(payments, *, source):
     return recorded
 
 
-def sync_qr(account_id, link, qr_id):
+def sync_qr(account_id, link, qr_id, sync_source="bank_api"):
     """Ask the bank about one QR; record its payments and move the QR forward.
 
     Returns ``(the bank's QrStatus, transactionIds recorded now)``; raises ``BankError``
@@ -70,7 +73,7 @@ def sync_qr(account_id, link, qr_id):
     """
     status = bank_of(link).status(qr_id)
     payments = [p for p in status.payments if isinstance(p, dict) and p.get("qrId") == qr_id]
-    recorded = record_bank_payments(payments, source="statusQR")
+    recorded = record_bank_payments(payments, source="statusQR", sync_source=sync_source)
     with connection():
         _apply_status(account_id, qr_id, status)
     return status, recorded
@@ -130,7 +133,7 @@ def confirm_notice(qr_id, transaction_id):
         if qr is None:
             return False, []
         link = bank_links.link_of(qr.account_id)
-    status, recorded = sync_qr(qr.account_id, link, qr_id)
+    status, recorded = sync_qr(qr.account_id, link, qr_id, sync_source="payment")
     listed = {
         p.get("transactionId")
         for p in status.payments

@@ -59,6 +59,7 @@ class QrPlan:
     transaction_id: str
     due_date: datetime
     fingerprint: str
+    asked_at: datetime  # the QR's createdAt: when the bank was asked for it
 
 
 def issued_before(account_id, req):
@@ -82,7 +83,7 @@ def plan_qr(account_id, req):
     currency = Account.select(Account.currency).where(Account.id == account_id).scalar()
     if req.currency != currency:
         raise ValidationFailed(fields={"currency": f"must be the account's currency ({currency})"})
-    return QrPlan(req.transaction_id or new_transaction_id(), due_date, req.fingerprint())
+    return QrPlan(req.transaction_id or new_transaction_id(), due_date, req.fingerprint(), now)
 
 
 def bank_order(req, plan):
@@ -121,7 +122,7 @@ def record_issued(account_id, req, plan, issued):
             modify_amount=req.modify_amount,
             status="active",
             fingerprint=plan.fingerprint,
-            created_at=utcnow(),
+            created_at=plan.asked_at,
             image_png=issued.image_png,
         )
         change.record(sse.qr_created(qr))
