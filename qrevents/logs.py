@@ -21,10 +21,10 @@ log = logging.getLogger("qrevents.events")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 
 
-def log_event(event, **fields):
+def log_event(event, level=logging.INFO, **fields):
     """One JSON line: ``{"ts", "event", "pid", ...fields}`` (pid: which worker)."""
     line = {"ts": iso(utcnow()), "event": event, "pid": os.getpid(), **fields}
-    log.info(json.dumps(line, default=str))
+    log.log(level, json.dumps(line, default=str))
 
 
 def init_app(app):

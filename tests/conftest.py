@@ -9,6 +9,11 @@ import uuid
 
 import pytest
 
+from tests.bank_sim import (  # noqa: F401 (fixtures)
+    bank_simulator,
+    bank_simulator_server,
+    notification_receiver,
+)
 from tests.live import Api, LiveServer
 
 BACKENDS = ["sqlite", "postgres"]
