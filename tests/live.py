@@ -1,16 +1,15 @@
 """A real qrevents server for tests: gunicorn gevent workers in a subprocess on loopback.
 
 Modelled on Werkzeug's own live-server fixture: pick a free port, start, poll until the
-server answers, read its log, stop it. Plus the simulated bank every account is linked to
-(one per test process, its own port), and the clients a user would hold: a small HTTP
-API helper and an SSE client that reads real frames off the socket.
+server answers, read its log, stop it. Plus the clients a user would hold: a small HTTP
+API helper (whose new tenants are linked to a simulated bank, ``tests.bank_sim``) and an
+SSE client that reads real frames off the socket.
 """
 
 import atexit
 import http.client
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -126,137 +125,18 @@ class LiveServer:
         self._log.close()
 
 
-class LiveSimulator:
-    """The simulated bank (``python -m qrevents.simulator``) in a subprocess on loopback."""
-
-    def __init__(self, tmp_path, port=None, **settings):
-        self.tmp_path = Path(tmp_path)
-        self.tmp_path.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.api_gateway = self.base + "/ApiGateway/"
-        self.log_path = self.tmp_path / f"simulator-{self.port}.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("QREVENTS_")}
-        # Its command-line settings (token_lifetime, notify_interval, notify_attempts).
-        self.options = [
-            item
-            for name, value in settings.items()
-            for item in (f"--{name.replace('_', '-')}", str(value))
-        ]
-        self.process = None
-
-    def start(self, timeout=20):
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "python"),
-                "-m",
-                "qrevents.simulator",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--state",
-                str(self.tmp_path / f"simulator-{self.port}.db"),
-                *self.options,
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"simulator exited at start:\n{self.log()}")
-            try:
-                if requests.get(self.base + "/simulator/qrs", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"simulator did not answer within {timeout}s:\n{self.log()}")
-
-    def log(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-    def control(self, method, path, body=None):
-        """A call to the simulator's own control routes (``/simulator/...``)."""
-        response = requests.request(
-            method,
-            self.base + "/simulator" + path,
-            data=dumps(body or {}),
-            timeout=10,
-            headers={"Content-Type": "application/json"},
-        )
-        assert response.status_code < 400, response.text
-        return response.json() if response.content else None
-
-    def register(self, notify_url=None, notify_bearer=None):
-        """A new merchant at this bank; the credentials an operator would be issued."""
-        creds = {
-            "userName": "m" + uuid.uuid4().hex[:11],
-            "password": secrets.token_urlsafe(12),
-            "aesKey": secrets.token_hex(16),
-            "accountNumber": f"{secrets.randbelow(10**10):010d}",
-        }
-        body = dict(creds)
-        if notify_url:
-            body["notifyUrl"] = notify_url
-        if notify_bearer:
-            body["notifyBearer"] = notify_bearer
-        self.control("POST", "/accounts", body)
-        return creds
-
-    def pay(self, qr_id, amount=None, **fields):
-        body = {"qrId": qr_id, **fields}
-        if amount is not None:
-            body["amount"] = Decimal(amount)
-        return self.control("POST", "/pay", body)
-
-    def faults(self, **switches):
-        return self.control("POST", "/faults", switches)
-
-    def clear_faults(self):
-        return self.control("DELETE", "/faults")
-
-    def set_status(self, qr_id, status):
-        return self.control("POST", f"/qr/{qr_id}/status", {"status": status})
-
-    def settings(self, **changes):
-        return self.control("POST", "/settings", changes)
-
-    def requests_seen(self):
-        """Requests the bank got, by operation (``paidQR``, ``statusQR``, ...)."""
-        return requests.get(self.base + "/simulator/requests", timeout=10).json()
-
-    def reset(self):
-        return self.control("POST", "/reset")
-
-    def qrs(self):
-        return self.control("GET", "/qrs")["qrs"]
-
-
 _SHARED_SIMULATOR = None
 
 
 def shared_simulator():
-    """The simulated bank of this test process, started on first use, stopped at exit.
-    Tests that switch faults on start a simulator of their own."""
+    """The simulated bank new tenants are linked to: one per test process, started on first
+    use, stopped at exit. Tests that switch faults on use a simulator of their own."""
     global _SHARED_SIMULATOR
     if _SHARED_SIMULATOR is None:
-        folder = tempfile.mkdtemp(prefix="qrevents-simulator-")
-        _SHARED_SIMULATOR = LiveSimulator(folder).start()
+        from tests.bank_sim import BankSimulator
+
+        folder = Path(tempfile.mkdtemp(prefix="qrevents-simulator-"))
+        _SHARED_SIMULATOR = BankSimulator(folder, notify_interval=0.1).start()
         atexit.register(_SHARED_SIMULATOR.stop)
     return _SHARED_SIMULATOR
 
@@ -285,8 +165,9 @@ class Api:
 
     base: str
     session: requests.Session = field(default_factory=requests.Session)
-    # The bank new tenants are linked to (the process's shared simulator when None).
-    simulator: LiveSimulator | None = None
+    # The bank new tenants are linked to (a tests.bank_sim.BankSimulator; when None, the
+    # process's shared one).
+    simulator: object = None
 
     def url(self, path):
         return self.base + path
@@ -333,10 +214,18 @@ class Api:
         )
 
     def link_bank(self, account_id, notify_bearer=BANK_SECRET):
-        """Register a merchant at the simulator and link the account to it."""
+        """Register a merchant at the simulator and link the account to it; its credentials."""
         simulator = self.simulator or shared_simulator()
-        creds = simulator.register(self.url("/api/qrsimple/notifyPaymentQR"), notify_bearer)
-        body = {"adapter": "simulator", "baseUrl": simulator.api_gateway, **creds}
+        link = simulator.register(
+            notify_url=self.url("/api/qrsimple/notifyPaymentQR"), notify_bearer=notify_bearer
+        )
+        creds = {
+            "userName": link.user_name,
+            "password": link.password,
+            "aesKey": link.aes_key,
+            "accountNumber": link.account_number,
+        }
+        body = {"adapter": "simulator", "baseUrl": link.base_url, **creds}
         response = self.post(
             f"/admin/accounts/{account_id}/bank",
             json=body,

@@ -14,9 +14,10 @@ from decimal import Decimal
 
 import pytest
 
+from tests.bank_sim import BankSimulator
 from tests.conftest import fresh_database_url
 from tests.ledger_check import assert_ledger_invariants
-from tests.live import ADMIN_KEY, BANK_SECRET, Api, LiveServer, LiveSimulator, dumps
+from tests.live import ADMIN_KEY, BANK_SECRET, Api, LiveServer, dumps
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +28,7 @@ def bank_pair(backend, tmp_path_factory):
     """A simulator and a server of their own (faults switched here touch no other test);
     the periodic bank round is off (tests run it on demand)."""
     tmp = tmp_path_factory.mktemp(f"bank-{backend}")
-    simulator = LiveSimulator(tmp, notify_interval=0.2).start()
+    simulator = BankSimulator(tmp, notify_interval=0.2).start()
     server = LiveServer(
         tmp,
         fresh_database_url(backend, tmp),
@@ -48,6 +49,16 @@ def bank(bank_pair):
     simulator.clear_faults()
 
 
+def creds_of(link):
+    """The merchant's credentials at the bank, as an operator types them in."""
+    return {
+        "userName": link.user_name,
+        "password": link.password,
+        "aesKey": link.aes_key,
+        "accountNumber": link.account_number,
+    }
+
+
 def qr_body(**fields):
     body = {"amount": Decimal("25.50"), "currency": "BOB", "description": "Pago de prueba"}
     body.update(fields)
@@ -62,24 +73,14 @@ def qr_count(api, tenant):
     return len(api.get("/qr", headers=tenant.headers).json()["data"]["items"])
 
 
-def wait_for(predicate, timeout=5.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"not true within {timeout}s")
-
-
 # -- linking -------------------------------------------------------------------------------
 
 
 def test_linking_answers_the_link_and_never_a_secret(bank):
     api, simulator = bank
     tenant = api.new_tenant(bank=False)
-    creds = simulator.register()
-    body = {"adapter": "simulator", "baseUrl": simulator.api_gateway, **creds}
+    creds = creds_of(simulator.register())
+    body = {"adapter": "simulator", "baseUrl": simulator.base_url, **creds}
     first = api.post(f"/admin/accounts/{tenant.account_id}/bank", json=body, headers=ADMIN)
     again = api.post(
         f"/admin/accounts/{tenant.account_id}/bank",
@@ -89,7 +90,7 @@ def test_linking_answers_the_link_and_never_a_secret(bank):
     assert (first.status_code, again.status_code) == (201, 200)
     link = again.json()["data"]
     assert link["accountId"] == tenant.account_id and link["branchCode"] == "E0001"
-    assert link["baseUrl"] == simulator.api_gateway and link["userName"] == creds["userName"]
+    assert link["baseUrl"] == simulator.base_url and link["userName"] == creds["userName"]
     for secret in (creds["password"], creds["aesKey"], creds["accountNumber"]):
         assert secret not in first.text and secret not in again.text
     # The linked account issues QRs at the bank, with the secrets opened again.
@@ -113,8 +114,8 @@ def test_linking_answers_the_link_and_never_a_secret(bank):
 def test_linking_refuses_each_bad_field_and_writes_nothing(bank, field, value):
     api, simulator = bank
     tenant = api.new_tenant(bank=False)
-    creds = simulator.register()
-    body = {"adapter": "simulator", "baseUrl": simulator.api_gateway, **creds, field: value}
+    creds = creds_of(simulator.register())
+    body = {"adapter": "simulator", "baseUrl": simulator.base_url, **creds, field: value}
     response = api.post(f"/admin/accounts/{tenant.account_id}/bank", json=body, headers=ADMIN)
     assert response.status_code == 422, response.text
     assert list(response.json()["error"]["fields"]) == [field]
@@ -124,8 +125,8 @@ def test_linking_refuses_each_bad_field_and_writes_nothing(bank, field, value):
 
 def test_linking_needs_the_admin_key_and_an_account(bank):
     api, simulator = bank
-    creds = simulator.register()
-    body = {"adapter": "baneco", "baseUrl": simulator.api_gateway, **creds}
+    creds = creds_of(simulator.register())
+    body = {"adapter": "baneco", "baseUrl": simulator.base_url, **creds}
     assert api.post("/admin/accounts/999999/bank", json=body, headers=ADMIN).status_code == 404
     tenant = api.new_tenant(bank=False)
     path = f"/admin/accounts/{tenant.account_id}/bank"
@@ -160,7 +161,7 @@ def test_a_qr_is_the_banks_with_its_png(bank):
     assert response.status_code == 201, response.text
     qr = response.json()["data"]
     at_bank = {q["qrId"]: q for q in simulator.qrs()}[qr["qrId"]]
-    assert at_bank["transactionId"] == transaction_id and at_bank["amount"] == 25.5
+    assert at_bank["transactionId"] == transaction_id and at_bank["amount"] == Decimal("25.50")
     assert len(qr["qrId"]) == 20 and qr["qrId"].isdigit()
     assert created.event == "qr_created" and created.data["qrId"] == qr["qrId"]
     image = api.get(f"/qr/{qr['qrId']}/image.png", headers=tenant.headers)
@@ -179,14 +180,14 @@ def test_a_repeated_creation_returns_the_issued_qr_without_asking_the_bank(bank)
     tenant = api.new_tenant()
     transaction_id = "R" + uuid.uuid4().hex[:12]
     first = post_qr(api, tenant, transactionId=transaction_id)
-    asked = simulator.requests_seen().get("generateQR", 0)
+    asked = simulator.requests().get("generateQR", 0)
     again = post_qr(api, tenant, transactionId=transaction_id)
     other = post_qr(api, tenant, transactionId=transaction_id, amount=Decimal("9.99"))
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["data"]["qrId"] == first.json()["data"]["qrId"]
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "transaction_id_reused"
-    assert simulator.requests_seen().get("generateQR", 0) == asked
+    assert simulator.requests().get("generateQR", 0) == asked
     assert qr_count(api, tenant) == 1
 
 
@@ -244,7 +245,7 @@ def test_a_bank_that_refuses_or_hangs_on_issue_leaves_nothing(bank, switch, stat
 def test_while_the_bank_hangs_the_same_accounts_other_requests_answer_at_once(backend, tmp_path):
     """The issue waits 1.5 s at the bank; meanwhile the same account lists its QRs, is paid
     and cancels at once: no connection, no account lock (SQLite: no write lock) is held."""
-    simulator = LiveSimulator(tmp_path, notify_interval=0.2).start()
+    simulator = BankSimulator(tmp_path, notify_interval=0.2).start()
     server = LiveServer(tmp_path, fresh_database_url(backend, tmp_path), bank_read_timeout=5)
     try:
         server.start()
@@ -341,11 +342,11 @@ def test_a_cancel_the_bank_does_not_confirm_changes_nothing(bank, switch, status
 # -- notifications -------------------------------------------------------------------------
 
 
-def banks_payment(simulator, qr_id, amount=None):
+def banks_payment(simulator, qr_id):
     """Pay at the bank with its notification dropped: the PaymentQR only the bank knows."""
     simulator.faults(notify={"drop": True})
     try:
-        return simulator.pay(qr_id, amount)
+        return simulator.pay(qr_id)
     finally:
         simulator.faults(notify={"drop": False})
 
@@ -394,17 +395,10 @@ def test_an_unsigned_notification_is_confirmed_with_the_bank(bank):
         events = stream.take(3)
     assert [e.event for e in events] == ["qr_payment", "account_balance_update", "qr_status_change"]
     assert events[0].data["amount"] == Decimal("25.50")
-    attempts = wait_for(
-        lambda: [a for a in api_notifications(simulator, qr["qrId"]) if a.get("delivered") is True]
+    attempts = simulator.wait_for_notifications(
+        lambda seen: any(a["qrId"] == qr["qrId"] and a.get("delivered") for a in seen)
     )
-    assert len(attempts) == 1
-
-
-def api_notifications(simulator, qr_id):
-    import requests
-
-    seen = requests.get(simulator.base + "/simulator/notifications", timeout=5).json()
-    return [attempt for attempt in seen if attempt.get("qrId") == qr_id]
+    assert [a["responseCode"] for a in attempts if a["qrId"] == qr["qrId"]] == [0]
 
 
 def test_a_forged_notification_credits_nothing(bank):
@@ -499,18 +493,18 @@ def test_a_wrong_bearer_secret_is_401_and_never_a_trigger(bank):
     tenant = api.new_tenant()
     qr = api.create_qr(tenant, "25.50")
     payment = banks_payment(simulator, qr["qrId"])
-    asked = simulator.requests_seen().get("statusQR", 0)
+    asked = simulator.requests().get("statusQR", 0)
     response = api.post(
         "/api/qrsimple/notifyPaymentQR",
         data=dumps({"payment": payment}),
         headers={"Authorization": "Bearer not-the-secret", **JSON},
     )
     assert response.status_code == 401 and response.json()["responseCode"] == 1
-    assert simulator.requests_seen().get("statusQR", 0) == asked
+    assert simulator.requests().get("statusQR", 0) == asked
 
 
 def test_unsigned_notifications_are_rate_limited_per_address(backend, tmp_path):
-    simulator = LiveSimulator(tmp_path).start()
+    simulator = BankSimulator(tmp_path).start()
     server = LiveServer(
         tmp_path, fresh_database_url(backend, tmp_path), bank_trigger_limit="2 per minute"
     )
