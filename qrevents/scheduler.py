@@ -40,15 +40,15 @@ class Scheduler:
         bank_sync.reconcile(batch=self.settings["BANK_SYNC_BATCH"], lease_seconds=seconds)
 
     def _every(self, seconds, job):
-        # Workers started together would all wake at once; the lease decides, this spreads.
-        gevent.sleep(random.uniform(0, min(seconds, 1.0)))
         while True:
+            # Workers started together would all wake at once: the lease decides who asks
+            # the bank, and this jitter spreads the attempts.
+            gevent.sleep(seconds + random.uniform(0, min(seconds, 1.0)))
             try:
                 with self.app.app_context():
                     job()
             except Exception:
                 log.exception("periodic job %s failed", job.__name__)
-            gevent.sleep(seconds)
 
     def shutdown(self):
         for task in self._tasks:
