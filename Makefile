@@ -11,10 +11,11 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
+# The server on QREVENTS_BIND (127.0.0.1:8000) and the simulated bank on the next port, the
+# demo account linked to it; Ctrl-C stops both.
 run: $(STAMP)
 	$(BIN)/flask --app app init-db
-	$(BIN)/flask --app app demo
-	$(BIN)/gunicorn app:app
+	$(BIN)/flask --app app demo --serve
 
 test: $(STAMP) lint
 	$(BIN)/pytest

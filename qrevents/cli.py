@@ -202,7 +202,10 @@ def link_demo_account(account_id, bank_url, server_url):
 
 @click.command("demo")
 @click.option("--serve", is_flag=True, help="Also start the simulated bank and the server.")
-def demo(serve):
+@click.option(
+    "--bank-url", default=None, help="The simulated bank (default: QREVENTS_BIND's port + 1)."
+)
+def demo(serve, bank_url):
     """Create (or reuse) a demo account linked to the simulated bank; print how to use it.
 
     With ``--serve`` (``make run``) start the simulated bank first and the server after,
@@ -210,7 +213,7 @@ def demo(serve):
     """
     settings = current_app.config["QREVENTS"]
     base = "http://" + settings["BIND"]
-    bank_url = simulator_url(settings["BIND"])
+    bank_url = (bank_url or simulator_url(settings["BIND"])).rstrip("/")
     simulator = _start_simulator(bank_url) if serve else None
     try:
         creds = _bootstrap_demo(bank_url, base)
@@ -277,7 +280,7 @@ def _start_simulator(bank_url):
     """The simulated bank in a process of its own, its state in instance/; ready when this
     returns."""
     bind = bank_url.removeprefix("http://")
-    state = Path(current_app.instance_path) / "simulator-state.json"
+    state = Path(current_app.instance_path) / "simulator.db"
     process = subprocess.Popen(
         [sys.executable, "-m", "qrevents.simulator", "--bind", bind, "--state", str(state)]
     )
