@@ -28,8 +28,8 @@ DEFAULTS = {
     "RETENTION_SWEEP_SECONDS": 3600.0,  # how often each worker prunes the event log
     # The bank: timeouts of its HTTP calls, and the reconciliation round (paid QRs of the day
     # and the day before, then statusQR for at most BANK_SYNC_BATCH active QRs per account).
-    "BANK_CONNECT_TIMEOUT": 3.0,
-    "BANK_READ_TIMEOUT": 15.0,
+    "BANK_CONNECT_TIMEOUT_SECONDS": 3.0,
+    "BANK_READ_TIMEOUT_SECONDS": 15.0,
     "BANK_SYNC_SECONDS": 300.0,
     "BANK_SYNC_BATCH": 20,
     # Unsigned payment notifications (each one asks the bank), per client address.

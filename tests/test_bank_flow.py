@@ -33,8 +33,8 @@ def bank_pair(backend, tmp_path_factory):
         tmp,
         fresh_database_url(backend, tmp),
         bank_sync_seconds=3600,
-        bank_read_timeout=1,
-        bank_connect_timeout=1,
+        bank_read_timeout_seconds=1,
+        bank_connect_timeout_seconds=1,
         bank_trigger_limit="1000 per minute",
     ).start()
     yield server, simulator
@@ -246,7 +246,9 @@ def test_while_the_bank_hangs_the_same_accounts_other_requests_answer_at_once(ba
     """The issue waits 1.5 s at the bank; meanwhile the same account lists its QRs, is paid
     and cancels at once: no connection, no account lock (SQLite: no write lock) is held."""
     simulator = BankSimulator(tmp_path, notify_interval=0.2).start()
-    server = LiveServer(tmp_path, fresh_database_url(backend, tmp_path), bank_read_timeout=5)
+    server = LiveServer(
+        tmp_path, fresh_database_url(backend, tmp_path), bank_read_timeout_seconds=5
+    )
     try:
         server.start()
         api = Api(server.base, simulator=simulator)

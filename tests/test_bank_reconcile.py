@@ -191,7 +191,7 @@ def test_a_disagreement_is_counted_and_nothing_is_undone(bank_pair):
 
 def test_a_bank_that_fails_the_paid_list_leaves_nothing_recorded(bank_pair):
     start, simulator = bank_pair
-    server, api = start(bank_read_timeout=0.5)
+    server, api = start(bank_read_timeout_seconds=0.5)
     tenant = api.new_tenant()
     qr = api.create_qr(tenant, "9.00")
     pay_silently(simulator, qr["qrId"])

@@ -20,8 +20,8 @@ def bank_of(link):
     settings = current_app.config["QREVENTS"]
     return open_bank(
         link,
-        connect_timeout=settings["BANK_CONNECT_TIMEOUT"],
-        read_timeout=settings["BANK_READ_TIMEOUT"],
+        connect_timeout=settings["BANK_CONNECT_TIMEOUT_SECONDS"],
+        read_timeout=settings["BANK_READ_TIMEOUT_SECONDS"],
     )
 
 
