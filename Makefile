@@ -1,35 +1,45 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
+# `make run` installs the runtime only (requirements.txt); tests, lint and benchmarks add
+# requirements-dev.txt (pytest, ruff, Playwright, the benchmark's peers).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.requirements-installed
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
 
 .PHONY: run test lint format bench clean
 
-$(STAMP): requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME): requirements.txt | $(BIN)/python
+	$(PIP) -r requirements.txt
+	touch $(RUNTIME)
+
+$(DEV): $(RUNTIME) requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $(DEV)
 
 # The server on QREVENTS_BIND (127.0.0.1:8000) and the simulated bank on the next port, the
 # demo account linked to it; Ctrl-C stops both.
-run: $(STAMP)
+run: $(RUNTIME)
 	$(BIN)/flask --app app init-db
 	$(BIN)/flask --app app demo --serve
 
-test: $(STAMP) lint
+test: $(DEV) lint
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(DEV)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 # Full scale takes about 15 minutes on 2 cores; `make bench BENCH_ARGS=--quick` for a look.
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -1,7 +1,8 @@
 """gunicorn settings for long-lived SSE streams on gevent workers.
 
 No application code is imported here: the gevent worker must patch the standard library
-before peewee and the app are imported (PITFALLS 1), so ``preload_app`` stays off.
+before peewee and the app are imported (else every greenlet shares one database connection
+state; docs/DEPLOYMENT.md, "gunicorn for long-lived streams"), so ``preload_app`` stays off.
 """
 
 import logging
@@ -9,6 +10,10 @@ import os
 import re
 
 from gunicorn.glogging import Logger
+
+# Each worker's app checks for this: gunicorn started elsewhere would run without this file
+# (the sync worker, no shutdown hooks) and the app refuses to load then (qrevents/serving.py).
+os.environ["QREVENTS_GUNICORN_CONFIG"] = os.path.abspath(__file__)
 
 bind = os.environ.get("QREVENTS_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))

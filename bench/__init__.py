@@ -1,1 +1,1 @@
-"""Benchmarks of qrevents against the limit of its stack and against flask-sse (issue 5)."""
+"""Benchmarks of qrevents against the limit of its stack and against flask-sse (BENCHMARKS.md)."""

@@ -172,7 +172,7 @@ def _at(result, *path):
 
 
 def verdicts(summary, subject="qrevents-sqlite-1w", two_workers="qrevents-pg-redis-2w"):
-    """The issue's targets for ``subject``: ``[(target, measured, holds)]``."""
+    """The targets (BENCHMARKS.md) for ``subject``: ``[(target, measured, holds)]``."""
     ours, limit = summary.get(subject), summary.get("limit")
     peer = summary.get("flask-sse")
     if not ours:

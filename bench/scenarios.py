@@ -1,4 +1,4 @@
-"""The scenarios of issue 5, run once (one repetition) against one started server.
+"""The benchmark's scenarios (BENCHMARKS.md), run once (one repetition) against one started server.
 
 A repetition holds idle streams of one channel at rising levels, sends single events to
 them, then saturates them with events; then it opens streams spread over many channels

@@ -30,8 +30,9 @@ ADMIN_KEY = "qra_bench_admin_key"
 
 
 def bank_signature(secret, body):
-    """``X-Bank-Signature`` as SPEC §6 defines it, written here so the load generator does
-    not import the app (and its first request does not pay for that import)."""
+    """``X-Bank-Signature`` as docs/CONTRACT.md (bank callbacks) defines it, written here so
+    the load generator does not import the app (and its first request does not pay for that
+    import)."""
     timestamp = int(time.time())
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"t={timestamp},v1={digest.hexdigest()}"

@@ -4,6 +4,10 @@ Data flow: route -> service (one transaction: change + event log) -> signal afte
 -> broker -> hub (per-account channels) -> stream -> SSE frames.
 """
 
+# The one place the version is written: packaging, /health, the OpenAPI document and
+# User-Agent headers read it from here.
+__version__ = "0.5.0"
+
 import json
 import os
 from datetime import timedelta
@@ -29,6 +33,7 @@ from .routes.qr import BANK_BOUND as QR_BANK_BOUND
 from .scheduler import Scheduler
 from .schema import SchemaGate
 from .secret_box import SecretBox
+from .serving import refuse_unsuitable_server
 from .sse import dumps
 
 MAX_BODY_BYTES = 64 * 1024
@@ -67,6 +72,7 @@ def create_app(test_config=None):
     JWTManager(app)
 
     serving_under_gevent = monkey.is_module_patched("threading")
+    refuse_unsuitable_server(serving_under_gevent)
     if serving_under_gevent:
         _require_greenlet_local_connections()
         _make_psycopg2_cooperative()
@@ -96,7 +102,7 @@ def create_app(test_config=None):
 
 def _require_greenlet_local_connections():
     """Peewee imported before gevent patched threading would share one connection state
-    between all greenlets of a worker (PITFALLS 1): refuse to start instead."""
+    between all greenlets of a worker (docs/DEPLOYMENT.md): refuse to start instead."""
     import gevent.local
 
     if not issubclass(peewee._ConnectionLocal, gevent.local.local):
@@ -107,9 +113,9 @@ def _require_greenlet_local_connections():
 
 
 def _make_psycopg2_cooperative():
-    """psycopg2 is C and ignores monkey-patching (PITFALLS 11): without this wait callback,
-    a query waiting on PostgreSQL (a row lock, a slow plan) freezes every stream of the
-    worker. Set before the first connection is opened, in the worker process."""
+    """psycopg2 is C and ignores monkey-patching (docs/DEPLOYMENT.md, PostgreSQL): without
+    this wait callback, a query waiting on PostgreSQL (a row lock, a slow plan) freezes every
+    stream of the worker. Set before the first connection is opened, in the worker process."""
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()

@@ -69,7 +69,7 @@ def authenticate(*, allow_ticket=False):
         return redeem_ticket(request.args["ticket"])
     credential, source = _credential()
     if not credential:
-        raise Unauthorized("Credentials are required", code="missing_credentials")
+        raise Unauthorized("Se requieren credenciales", code="missing_credentials")
     if credential.startswith(API_KEY_PREFIX):
         return _api_key_identity(credential, source)
     if credential.count(".") == 2:
@@ -92,8 +92,8 @@ def require_admin():
     if not is_admin():
         credential, _ = _credential()
         if credential is None:
-            raise Unauthorized("Credentials are required", code="missing_credentials")
-        raise Unauthorized("The admin key is required for this route")
+            raise Unauthorized("Se requieren credenciales", code="missing_credentials")
+        raise Unauthorized("Esta ruta requiere la clave de administración")
 
 
 _API_KEY = PreparedQuery(
@@ -127,9 +127,9 @@ def _api_key_identity(key, source):
     if not account_active or (user_id is not None and not user_active):
         raise Unauthorized()
     if revoked_at is not None:
-        raise Unauthorized("This API key was revoked", code="key_revoked")
+        raise Unauthorized("Esta API key fue revocada", code="key_revoked")
     if expires_at is not None and expires_at <= utcnow():
-        raise Unauthorized("This API key has expired", code="token_expired")
+        raise Unauthorized("Esta API key expiró", code="token_expired")
     return Identity(
         account_id=account_id,
         user_id=user_id,
@@ -144,7 +144,7 @@ def _jwt_identity(token, source):
     try:
         claims = decode_token(token)
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("The token has expired", code="token_expired") from None
+        raise Unauthorized("El token expiró", code="token_expired") from None
     except (jwt.PyJWTError, JWTExtendedException, ValueError, TypeError):
         raise Unauthorized() from None
     if claims.get("type") != "access" or not str(claims.get("sub", "")).isdigit():
@@ -195,7 +195,7 @@ def redeem_ticket(ticket):
         .execute()
     )
     if spent != 1:
-        raise Unauthorized("The ticket is unknown, used or expired")
+        raise Unauthorized("El ticket es desconocido, ya se usó o expiró")
     row = StreamTicket.get(StreamTicket.ticket_hash == digest)
     account = Account.get_by_id(row.account_id)
     user = User.get_or_none(User.id == row.user_id) if row.user_id else None
@@ -204,9 +204,9 @@ def redeem_ticket(ticket):
     if row.api_key_id is not None:
         key = ApiKey.get_or_none(ApiKey.id == row.api_key_id)
         if key is None or key.revoked_at is not None:
-            raise Unauthorized("This API key was revoked", code="key_revoked")
+            raise Unauthorized("Esta API key fue revocada", code="key_revoked")
     if row.credential_expires_at is not None and row.credential_expires_at <= now:
-        raise Unauthorized("The token has expired", code="token_expired")
+        raise Unauthorized("El token expiró", code="token_expired")
     return Identity(
         account_id=row.account_id,
         user_id=row.user_id,
@@ -220,4 +220,4 @@ def redeem_ticket(ticket):
 def forbid_unless_user(identity):
     """Routes that act for a person (API keys management) need a user behind the credential."""
     if identity.user_id is None:
-        raise Forbidden("This credential has no user; use a user's JWT or key")
+        raise Forbidden("Esta credencial no tiene usuario; use el JWT o la API key de un usuario")

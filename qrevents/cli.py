@@ -31,6 +31,16 @@ from .validation import bank_link
 DEMO_EMAIL = "demo@qrevents.test"
 
 
+def main():
+    """``qrevents <command>``, the command of an installed server: these commands (and
+    Flask's own) without ``flask --app``."""
+    from flask.cli import FlaskGroup
+
+    from . import create_app
+
+    FlaskGroup(create_app=create_app)(prog_name="qrevents")
+
+
 def register_commands(app):
     for command in (
         migrate_command,

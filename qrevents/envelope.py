@@ -1,4 +1,5 @@
-"""The seed's response envelope: ``{"success", "message", "data"}`` plus ``error`` on failure."""
+"""The response envelope: ``{"success", "message", "data"}`` plus ``error`` on failure
+(docs/CONTRACT.md, section 6)."""
 
 from flask import current_app
 

@@ -12,7 +12,7 @@ class ApiError(Exception):
 
     status = 400
     code = "bad_request"
-    message = "Bad request"
+    message = "Solicitud no válida"
 
     def __init__(self, message=None, *, code=None, fields=None, headers=None):
         super().__init__(message or self.message)
@@ -23,35 +23,35 @@ class ApiError(Exception):
 
 
 class InvalidJson(ApiError):
-    status, code, message = 400, "invalid_json", "The body must be a JSON object"
+    status, code, message = 400, "invalid_json", "El cuerpo debe ser un objeto JSON"
 
 
 class ValidationFailed(ApiError):
-    status, code, message = 422, "validation_failed", "Some fields are not valid"
+    status, code, message = 422, "validation_failed", "Algunos campos no son válidos"
 
 
 class Unauthorized(ApiError):
-    status, code, message = 401, "invalid_credentials", "Invalid credentials"
+    status, code, message = 401, "invalid_credentials", "Credenciales no válidas"
 
 
 class Forbidden(ApiError):
-    status, code, message = 403, "forbidden", "Not allowed for this credential"
+    status, code, message = 403, "forbidden", "No permitido para esta credencial"
 
 
 class NotFound(ApiError):
-    status, code, message = 404, "not_found", "Not found"
+    status, code, message = 404, "not_found", "No encontrado"
 
 
 class Conflict(ApiError):
-    status, code, message = 409, "conflict", "Conflicts with the current state"
+    status, code, message = 409, "conflict", "En conflicto con el estado actual"
 
 
 class TooManyStreams(ApiError):
-    status, code, message = 429, "too_many_streams", "Too many open streams for this account"
+    status, code, message = 429, "too_many_streams", "Demasiados streams abiertos para esta cuenta"
 
 
 class TooManyRequests(ApiError):
-    status, code, message = 429, "rate_limited", "Too many requests"
+    status, code, message = 429, "rate_limited", "Demasiadas solicitudes"
 
 
 class BankRefused(ApiError):
@@ -65,7 +65,21 @@ class BankTimedOut(ApiError):
 
 
 class Unavailable(ApiError):
-    status, code, message = 503, "unavailable", "A dependency is unavailable"
+    status, code, message = 503, "unavailable", "Un servicio necesario no está disponible"
+
+
+# Werkzeug describes its errors in English; our envelope's messages are Spanish throughout.
+HTTP_MESSAGES = {
+    400: "Solicitud no válida",
+    404: "Ruta no encontrada",
+    405: "Método no permitido en esta ruta",
+    408: "La solicitud tardó demasiado",
+    411: "Falta la longitud del cuerpo (Content-Length)",
+    413: "El cuerpo de la solicitud es demasiado grande",
+    414: "La URL es demasiado larga",
+    415: "Tipo de contenido no admitido",
+    431: "Las cabeceras de la solicitud son demasiado grandes",
+}
 
 
 def register_error_handlers(app):
@@ -80,7 +94,8 @@ def register_error_handlers(app):
     @app.errorhandler(HTTPException)
     def http_error(error):
         code = (error.name or "error").lower().replace(" ", "_")
-        response = failure(error.description or error.name, code, error.code)
+        message = HTTP_MESSAGES.get(error.code, f"Error HTTP {error.code}")
+        response = failure(message, code, error.code)
         if error.code == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
@@ -92,11 +107,11 @@ def register_error_handlers(app):
             "no database connection free in time on %s %s", request.method, request.path
         )
         return api_error(
-            Unavailable("The server is busy; try again shortly", headers={"Retry-After": "1"})
+            Unavailable("Servidor ocupado; intente de nuevo pronto", headers={"Retry-After": "1"})
         )
 
     @app.errorhandler(Exception)
     def unexpected(error):
         # request.path, never the query string: it may hold a credential
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
-        return failure("Internal error", "internal_error", 500)
+        return failure("Error interno", "internal_error", 500)

@@ -6,6 +6,7 @@ it) and schemathesis fuzzes the live server with it. Request schemas are never s
 than the code: anything they forbid, the server refuses.
 """
 
+from . import __version__
 from .sse import CLOSE_REASONS
 
 SAFE_ID_PATTERN = "^[A-Za-z0-9_.:-]{1,64}$"
@@ -188,6 +189,7 @@ SCHEMAS = {
         {
             "database": {"type": "string", "enum": ["ok", "down"]},
             "broker": {"type": "string", "enum": ["ok", "down"]},
+            "version": {**STRING, "description": "qrevents' version, as `qrevents.__version__`"},
         }
     ),
 }
@@ -909,7 +911,7 @@ def build_spec():
         "openapi": "3.1.0",
         "info": {
             "title": "qrevents",
-            "version": "1",
+            "version": __version__,
             "description": "Real-time events of a QR payment backend. Every JSON response is "
             "the envelope `{success, message, data}`; errors add `error: {code, fields?}`.",
         },

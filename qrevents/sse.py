@@ -1,4 +1,4 @@
-"""The SSE wire format: event ids, payloads exactly as the seed shows them, frame encoding.
+"""The SSE wire format: event ids, payloads as docs/CONTRACT.md lists them, frame encoding.
 
 The contract can be read in this one module. Payload builders take model rows and return
 the ``data`` object; ``encode_frame`` turns an event into the bytes written to a stream.

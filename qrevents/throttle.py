@@ -75,7 +75,7 @@ class Throttle:
         credential, _ = _credential()
         who = _digest(credential) if credential else "addr:" + str(request.remote_addr)
         if not self._safely(self.counters.hit, self.api_rate, "api", who):
-            self._refuse(self.api_rate, "api", who, "Too many requests for this credential")
+            self._refuse(self.api_rate, "api", who, "Demasiadas solicitudes con esta credencial")
 
     def check_bank_trigger(self):
         """Count an unsigned payment notification of this address (each one asks the bank)."""
@@ -94,7 +94,7 @@ class Throttle:
         """Refuse a login while this email or this address has too many recent failures."""
         for limit, scope, who in self._login_keys(email):
             if not self._safely(self.counters.test, limit, scope, who):
-                self._refuse(limit, scope, who, "Too many failed logins; try again later")
+                self._refuse(limit, scope, who, "Demasiados inicios de sesión fallidos")
 
     def count_failed_login(self, email):
         for limit, scope, who in self._login_keys(email):

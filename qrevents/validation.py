@@ -47,9 +47,9 @@ def json_object():
         body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError, ArithmeticError):
         # ArithmeticError: Decimal's InvalidOperation, for an exponent it cannot hold
-        raise InvalidJson("The body is not valid JSON") from None
+        raise InvalidJson("El cuerpo no es JSON válido") from None
     if not isinstance(body, dict):
-        raise InvalidJson("The body must be a JSON object")
+        raise InvalidJson("El cuerpo debe ser un objeto JSON")
     return body
 
 
@@ -70,7 +70,7 @@ class Fields:
         value = self.body.get(name, self._MISSING)
         if value is self._MISSING or value is None:
             if required:
-                self.errors[name] = "is required"
+                self.errors[name] = "es obligatorio"
             return self._MISSING
         return value
 
@@ -82,16 +82,16 @@ class Fields:
         if value is self._MISSING:
             return default
         if not isinstance(value, str):
-            self.fail(name, "must be a string")
+            self.fail(name, "debe ser un texto")
         elif not value.strip() and required:
-            self.fail(name, "must not be empty")
+            self.fail(name, "no debe estar vacío")
         elif len(value) > max_length:
-            self.fail(name, f"must be at most {max_length} characters")
+            self.fail(name, f"debe tener como máximo {max_length} caracteres")
         elif any(ch in value for ch in "\r\n\x00"):
-            self.fail(name, "must not contain line breaks or NUL")
+            self.fail(name, "no debe contener saltos de línea ni NUL")
         elif not _encodable(value):
             # A lone surrogate ("\ud800" in JSON) cannot be stored or sent as UTF-8.
-            self.fail(name, "must be valid Unicode text")
+            self.fail(name, "debe ser texto Unicode válido")
         else:
             return value
         return None
@@ -102,14 +102,14 @@ class Fields:
         if value is self._MISSING:
             return None
         if not isinstance(value, str) or not SAFE_ID.match(value) or len(value) > max_length:
-            self.fail(name, f"must be 1 to {max_length} characters of letters, digits and _ . : -")
+            self.fail(name, f"debe tener de 1 a {max_length} caracteres: letras, dígitos y _ . : -")
             return None
         return value
 
     def email(self, name):
         value = self.string(name, max_length=254)
         if value is not None and not _EMAIL.match(value):
-            self.fail(name, "must be an email address")
+            self.fail(name, "debe ser una dirección de email")
             return None
         return value
 
@@ -118,7 +118,7 @@ class Fields:
         if value is self._MISSING:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**53:
-            self.fail(name, "must be a positive whole number")
+            self.fail(name, "debe ser un número entero positivo")
             return None
         return value
 
@@ -127,7 +127,7 @@ class Fields:
         if value is self._MISSING:
             return default
         if not isinstance(value, bool):
-            self.fail(name, "must be true or false")
+            self.fail(name, "debe ser true o false")
             return None
         return value
 
@@ -137,15 +137,15 @@ class Fields:
         if value is self._MISSING:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-            self.fail(name, "must be a number")
+            self.fail(name, "debe ser un número")
             return None
         value = Decimal(value)
         if not value.is_finite() or value <= 0:
-            self.fail(name, "must be greater than 0")
+            self.fail(name, "debe ser mayor que 0")
         elif value > MAX_AMOUNT:
-            self.fail(name, "must be at most 99999999.99")
+            self.fail(name, "debe ser como máximo 99999999.99")
         elif value != value.quantize(CENT):
-            self.fail(name, "must have at most two decimals")
+            self.fail(name, "debe tener como máximo dos decimales")
         else:
             return to_cents(value)
         return None
@@ -155,7 +155,7 @@ class Fields:
         if value is self._MISSING:
             return None
         if value not in CURRENCIES:
-            self.fail(name, f"must be one of {', '.join(CURRENCIES)}")
+            self.fail(name, f"debe ser uno de: {', '.join(CURRENCIES)}")
             return None
         return value
 
@@ -164,7 +164,7 @@ class Fields:
         if value is self._MISSING:
             return None
         if not isinstance(value, str) or value not in choices:
-            self.fail(name, f"must be one of {', '.join(choices)}")
+            self.fail(name, f"debe ser uno de: {', '.join(choices)}")
             return None
         return value
 
@@ -175,7 +175,7 @@ class Fields:
             return None
         parsed = parse_moment(value, date_at) if isinstance(value, str) else None
         if parsed is None:
-            self.fail(name, "must be an ISO 8601 date or date-time")
+            self.fail(name, "debe ser una fecha o una fecha y hora ISO 8601")
         return parsed
 
     def time_of_day(self, name):
@@ -183,7 +183,7 @@ class Fields:
         if value is self._MISSING:
             return None
         if not isinstance(value, str) or not _TIME_OF_DAY.match(value):
-            self.fail(name, "must be a time HH:MM:SS")
+            self.fail(name, "debe ser una hora HH:MM:SS")
             return None
         return value if len(value) == 8 else value + ":00"
 
@@ -276,13 +276,13 @@ def page_args(default_limit=50, max_limit=200):
     raw_limit = request.args.get("limit")
     if raw_limit is not None:
         if not _DIGITS.match(raw_limit) or not 1 <= int(raw_limit) <= max_limit:
-            errors["limit"] = f"must be a whole number from 1 to {max_limit}"
+            errors["limit"] = f"debe ser un número entero de 1 a {max_limit}"
         else:
             limit = int(raw_limit)
     raw_cursor = request.args.get("cursor")
     if raw_cursor is not None:
         if not _DIGITS.match(raw_cursor) or len(raw_cursor) > 18:
-            errors["cursor"] = "is not a cursor this API returned"
+            errors["cursor"] = "no es un cursor devuelto por esta API"
         else:
             cursor = int(raw_cursor)
     if errors:

@@ -66,11 +66,12 @@ class LiveServer:
         self.env = env
         self.process = None
 
-    def start(self, timeout=20):
+    def start(self, timeout=20, args=("app:app",), cwd=ROOT):
+        """Start ``gunicorn *args`` in ``cwd`` and wait until it answers."""
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "app:app"],
-            cwd=ROOT,
+            [str(BIN / "gunicorn"), *args],
+            cwd=cwd,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -1,6 +1,7 @@
-"""Authentication (SPEC §2) end to end: where credentials may come from, every 401 code,
-API keys shown once and kept hashed, revocation and expiry ending open streams, stream
-tickets, the admin key's reach, the per-account stream limit, and no credential in a log."""
+"""Authentication (docs/CONTRACT.md, section 1) end to end: where credentials may come
+from, every 401 code, API keys shown once and kept hashed, revocation and expiry ending open
+streams, stream tickets, the admin key's reach, the per-account stream limit, and no
+credential in a log."""
 
 import hashlib
 import socket
@@ -17,7 +18,7 @@ from tests.live import ADMIN_KEY, BANK_SECRET, Api
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 INVALID = {
     "success": False,
-    "message": "Invalid credentials",
+    "message": "Credenciales no válidas",
     "data": None,
     "error": {"code": "invalid_credentials"},
 }

@@ -24,6 +24,7 @@ from qrevents.banks import (
     QrOrder,
     open_bank,
 )
+from qrevents.banks.baneco import UNKNOWN_TOKEN_LIFETIME, _lifetime
 from qrevents.simulator.ledger import LA_PAZ
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -185,6 +186,19 @@ def test_a_token_refused_again_after_renewal_fails(bank_simulator, bank, answer)
     seen = bank_simulator.requests()
     assert seen["cancelQR"] == 2  # the request, and once more with a new token: no more
     assert seen["authenticate"] == 2
+
+
+# The token of the bank's specification (section 6.1): issued 2021-06-11, 30 minutes, long expired.
+BANK_EXAMPLE_TOKEN = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c3IiOiIyNjU1MTAxMCIsIm5iZiI6MTYyMzQ0NzU1OCwiZXhw"
+    "IjoxNjIzNDQ5MzU4LCJpYXQiOjE2MjM0NDc1NTgsImlzcyI6ImFwaS5iYW5lY28uY29tLmJvIiwiYXVkIjoiQmFu"
+    "ZWNvQ3VzdG9tZXJzIn0.wvSQgpy4aheJew7QNjVfdgO7wv8uRFVZzXToCykcdC0"
+)
+
+
+def test_token_lifetime_is_read_from_the_banks_jwt_whatever_our_clock_says():
+    assert _lifetime(BANK_EXAMPLE_TOKEN) == 1800.0  # exp - iat, though exp is years past
+    assert _lifetime("not-a-jwt") == UNKNOWN_TOKEN_LIFETIME
 
 
 def test_concurrent_requests_share_one_authentication(bank_simulator, link):
@@ -395,6 +409,13 @@ def test_paid_on_a_day_lists_that_days_payments_of_this_merchant_only(bank_simul
     assert paid_early["paymentTime"] == "23:59:58"
     assert bank.paid_on(la_paz_today()) == [paid_late]
     assert bank.paid_on(date(2001, 1, 1)) == []
+
+
+def test_a_refusal_without_a_message_gets_one_to_show(bank_simulator, bank):
+    bank_simulator.faults(paidQR={"body": {"responseCode": 12}})
+    with pytest.raises(BankRejected) as refused:
+        bank.paid_on(la_paz_today())
+    assert refused.value.message == "El banco rechazó la operación (código 12)"
 
 
 def test_a_paid_single_use_qr_cannot_be_cancelled(bank_simulator, bank):

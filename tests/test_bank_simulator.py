@@ -5,13 +5,16 @@ client where the point is what a merchant sees.
 """
 
 import base64
+import struct
 import time
+import zlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import requests
+import segno
 import simplejson
 
 from qrevents.banks import BankRejected, QrOrder, open_bank
@@ -139,6 +142,52 @@ def test_generate_answers_a_qr_id_in_the_banks_format_and_a_png(bank_simulator):
     assert first["qrId"] != second["qrId"]
 
 
+def test_qr_image_encodes_the_bank_the_qr_id_and_the_amount(bank_simulator):
+    bank = open_bank(bank_simulator.register())
+    issued = bank.issue(order(amount_cents=1250))
+    expected = segno.make(
+        f"BANCO SIMULADO QR SIMPLE|{issued.qr_id}|12.50 BOB", error="m", micro=False
+    )
+    assert png_modules(issued.image_png, scale=8, border=4) == [
+        [bool(module) for module in row] for row in expected.matrix
+    ]
+
+
+def png_modules(png, scale, border):
+    """The dark modules of a 1-bit greyscale PNG of a QR code, row by row (stdlib only)."""
+    assert png.startswith(PNG_SIGNATURE)
+    pos, data, header = 8, b"", None
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, chunk = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            data += chunk
+    width, height, depth, colour = header[:4]
+    assert (depth, colour) == (1, 0)
+    stride = (width + 7) // 8
+    raw, rows, previous = zlib.decompress(data), [], bytes(stride)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for x in range(stride):
+            if kind == 1:
+                line[x] = (line[x] + (line[x - 1] if x else 0)) % 256
+            elif kind == 2:
+                line[x] = (line[x] + previous[x]) % 256
+            else:
+                assert kind == 0, f"PNG filter {kind}"
+        previous = bytes(line)
+        rows.append([not (line[x // 8] >> (7 - x % 8)) & 1 for x in range(width)])
+    size = width // scale - 2 * border
+    centres = [(border + i) * scale + scale // 2 for i in range(size)]
+    return [[rows[y][x] for x in centres] for y in centres]
+
+
 BAD_ORDERS = {
     "three-decimals": {"amount": Decimal("1.234")},
     "amount-as-text": {"amount": "10.50"},
@@ -168,6 +217,34 @@ def test_generate_refuses_what_the_bank_refuses(bank_simulator, changes):
     body = response.json()
     assert body["responseCode"] != 0 and body["message"]
     assert "qrId" not in body
+    assert len(bank_simulator.qrs()) == before
+
+
+BAD_REQUESTS = {
+    "authenticate-not-json": ("POST", "api/authentication/authenticate", b"{userName"),
+    "authenticate-array": ("POST", "api/authentication/authenticate", b"[]"),
+    "authenticate-no-user": ("POST", "api/authentication/authenticate", b'{"password": "x"}'),
+    "generate-not-json": ("POST", "api/qrsimple/generateQR", b"not json"),
+    "cancel-no-qr-id": ("DELETE", "api/qrsimple/cancelQR", b"{}"),
+    "cancel-qr-id-number": ("DELETE", "api/qrsimple/cancelQR", b'{"qrId": 5}'),
+    "paid-day-with-dashes": ("GET", "api/qrsimple/v2/paidQR/2026-01-01", None),
+    "paid-day-short": ("GET", "api/qrsimple/v2/paidQR/260101", None),
+}
+
+
+@pytest.mark.parametrize("method,path,body", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_requests_the_bank_cannot_read_are_400_with_a_response_code(
+    bank_simulator, method, path, body
+):
+    link = bank_simulator.register()
+    headers = {"Authorization": f"Bearer {token_for(bank_simulator, link)}"}
+    before = len(bank_simulator.qrs())
+    response = requests.request(
+        method, bank_simulator.base_url + path, data=body, headers=headers, timeout=5
+    )
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["responseCode"] != 0 and answer["message"]
     assert len(bank_simulator.qrs()) == before
 
 
@@ -252,6 +329,8 @@ def test_the_amount_must_match_unless_the_qr_allows_changing_it(bank_simulator):
         ({"amount": Decimal("1.001")}, 400),
         ({"amount": -1}, 400),
         ({"paymentDate": "ayer"}, 400),
+        ({"senderName": 5}, 400),
+        ({"senderAccount": ""}, 400),
     ],
 )
 def test_bad_payments_are_refused_and_record_nothing(bank_simulator, body, status):
@@ -407,28 +486,49 @@ def test_a_held_notification_is_sent_when_the_switches_are_cleared(
 # Switches, page, state
 
 
-@pytest.mark.parametrize(
-    "switches",
-    [
-        {"fooQR": {"latency": 1}},
-        {"statusQR": {"slow": True}},
-        {"statusQR": 3},
-    ],
-    ids=["unknown-operation", "unknown-switch", "not-an-object"],
-)
-def test_unknown_fault_switches_are_refused(bank_simulator, switches):
+BAD_SWITCHES = {
+    "unknown-operation": {"fooQR": {"latency": 1}},
+    "unknown-switch": {"statusQR": {"slow": True}},
+    "not-an-object": {"statusQR": 3},
+    "latency-text": {"statusQR": {"latency": "2"}},
+    "latency-negative": {"statusQR": {"latency": -1}},
+    "http-status-600": {"statusQR": {"httpStatus": 600}},
+    "response-code-text": {"statusQR": {"responseCode": "7"}},
+    "times-zero": {"statusQR": {"times": 0}},
+    "act-first-text": {"cancelQR": {"actFirst": "yes"}},
+    "notify-unknown": {"notify": {"late": True}},
+    "notify-not-bool": {"notify": {"drop": 1}},
+    "tokens-unknown": {"tokens": {"revoke": True}},
+    "good-then-bad": {"paidQR": {"latency": 5}, "statusQR": {"latency": "x"}},
+}
+
+
+@pytest.mark.parametrize("switches", BAD_SWITCHES.values(), ids=BAD_SWITCHES.keys())
+def test_bad_fault_switches_are_refused_and_change_nothing(bank_simulator, switches):
     response = requests.post(bank_simulator.root + "/simulator/faults", json=switches, timeout=5)
     assert response.status_code == 400 and response.json()["error"]
+    started = time.monotonic()
+    open_bank(bank_simulator.register()).paid_on(la_paz_today())
+    assert time.monotonic() - started < 1.0  # the good half of a bad request is not on
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [{"tokenLifetime": 5}, {"notifyAttempts": "3"}, {"paymentShape": True}],
-    ids=["unknown", "wrong-kind", "bool"],
-)
-def test_unknown_settings_are_refused(bank_simulator, settings):
+BAD_SETTINGS = {
+    "unknown": {"tokenLifetime": 5},
+    "wrong-kind": {"notifyAttempts": "3"},
+    "bool": {"paymentShape": True},
+    "unknown-choice": {"statusField": "status"},
+    "negative": {"notifyIntervalSeconds": -1},
+    "zero-attempts": {"notifyAttempts": 0},
+    "good-then-bad": {"notifyAttempts": 3, "expiredTokenAnswer": "http403"},
+}
+
+
+@pytest.mark.parametrize("settings", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_bad_settings_are_refused_and_change_nothing(bank_simulator, settings):
+    before = bank_simulator.current_settings()
     response = requests.post(bank_simulator.root + "/simulator/settings", json=settings, timeout=5)
-    assert response.status_code == 400
+    assert response.status_code == 400 and response.json()["error"]
+    assert bank_simulator.current_settings() == before
 
 
 MERCHANT = {"userName": "u", "password": "p", "aesKey": "A" * 32, "accountNumber": "1"}

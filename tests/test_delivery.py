@@ -1,4 +1,5 @@
-"""SPEC §4 end to end: isolation, order, gapless resume, rollback, slow consumers, shutdown."""
+"""Delivery guarantees (docs/CONTRACT.md, section 4) end to end: isolation, order, gapless
+resume, rollback, slow consumers, shutdown."""
 
 import os
 import signal

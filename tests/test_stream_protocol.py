@@ -81,7 +81,7 @@ def test_stream_is_served_under_both_prefixes(api, tenant, path):
         assert stream.next().event == "connection"
 
 
-def test_every_durable_event_has_the_seeds_keys_and_id_format(api, tenant):
+def test_every_durable_event_has_the_contracts_keys_and_id_format(api, tenant):
     with api.stream(tenant) as stream:
         stream.next()
         qr = api.create_qr(tenant, "100.50")

@@ -59,20 +59,20 @@ def test_amount_reads_exact_centavos(raw, cents):
 @pytest.mark.parametrize(
     "raw, message",
     [
-        (0, "must be greater than 0"),
-        (Decimal("-0.00"), "must be greater than 0"),
-        (Decimal("-5"), "must be greater than 0"),
-        (Decimal("0.001"), "must have at most two decimals"),
-        (Decimal("1.005"), "must have at most two decimals"),
-        (Decimal("1E-999999"), "must have at most two decimals"),
-        (Decimal("100000000.00"), "must be at most 99999999.99"),
-        (Decimal("1E+999999"), "must be at most 99999999.99"),
-        (Decimal("NaN"), "must be greater than 0"),
-        (Decimal("Infinity"), "must be greater than 0"),
-        ("10.00", "must be a number"),
-        (True, "must be a number"),
-        ([1], "must be a number"),
-        (None, "is required"),
+        (0, "debe ser mayor que 0"),
+        (Decimal("-0.00"), "debe ser mayor que 0"),
+        (Decimal("-5"), "debe ser mayor que 0"),
+        (Decimal("0.001"), "debe tener como máximo dos decimales"),
+        (Decimal("1.005"), "debe tener como máximo dos decimales"),
+        (Decimal("1E-999999"), "debe tener como máximo dos decimales"),
+        (Decimal("100000000.00"), "debe ser como máximo 99999999.99"),
+        (Decimal("1E+999999"), "debe ser como máximo 99999999.99"),
+        (Decimal("NaN"), "debe ser mayor que 0"),
+        (Decimal("Infinity"), "debe ser mayor que 0"),
+        ("10.00", "debe ser un número"),
+        (True, "debe ser un número"),
+        ([1], "debe ser un número"),
+        (None, "es obligatorio"),
     ],
     ids=[
         "zero", "negative-zero", "negative", "three-decimals", "half-centavo", "tiny-exponent",
@@ -90,13 +90,13 @@ def test_amount_refuses_what_is_not_a_positive_two_place_number(raw, message):
 @pytest.mark.parametrize(
     "raw, message",
     [
-        (5, "must be a string"),
-        ("   ", "must not be empty"),
-        ("x" * 141, "must be at most 140 characters"),
-        ("a\nb", "must not contain line breaks or NUL"),
-        ("a\rb", "must not contain line breaks or NUL"),
-        ("a\x00b", "must not contain line breaks or NUL"),
-        ("lone \ud800 surrogate", "must be valid Unicode text"),
+        (5, "debe ser un texto"),
+        ("   ", "no debe estar vacío"),
+        ("x" * 141, "debe tener como máximo 140 caracteres"),
+        ("a\nb", "no debe contener saltos de línea ni NUL"),
+        ("a\rb", "no debe contener saltos de línea ni NUL"),
+        ("a\x00b", "no debe contener saltos de línea ni NUL"),
+        ("lone \ud800 surrogate", "debe ser texto Unicode válido"),
     ],
     ids=["number", "blank", "too-long", "lf", "cr", "nul", "lone-surrogate"],
 )
@@ -136,7 +136,7 @@ def test_merchant_transaction_id_is_limited_to_30():
 )  # fmt: skip
 def test_currency_accepts_only_known_codes(raw):
     assert read({"currency": raw}, "currency", "currency")[1] == {
-        "currency": "must be one of BOB, USD"
+        "currency": "debe ser uno de: BOB, USD"
     }
 
 
@@ -144,7 +144,7 @@ def test_currency_accepts_only_known_codes(raw):
 def test_boolean_refuses_lookalikes(raw):
     assert read({"singleUse": raw}, "boolean", "singleUse", default=True) == (
         None,
-        {"singleUse": "must be true or false"},
+        {"singleUse": "debe ser true o false"},
     )
 
 
@@ -155,7 +155,7 @@ def test_boolean_refuses_lookalikes(raw):
 def test_integer_refuses_what_is_not_a_positive_id(raw):
     assert read({"userId": raw}, "integer", "userId") == (
         None,
-        {"userId": "must be a positive whole number"},
+        {"userId": "debe ser un número entero positivo"},
     )
 
 
@@ -218,7 +218,7 @@ def test_parse_moment_refuses_impossible_or_unrepresentable_moments(text):
 
 def test_moment_reader_names_the_field_for_non_strings():
     value, errors = read({"dueDate": 1700000000}, "moment", "dueDate", required=False)
-    assert value is None and errors == {"dueDate": "must be an ISO 8601 date or date-time"}
+    assert value is None and errors == {"dueDate": "debe ser una fecha o una fecha y hora ISO 8601"}
 
 
 @pytest.mark.parametrize("raw", ["24:00", "9:30", "10:60", "10:30:00Z", 1030],
@@ -237,20 +237,20 @@ def test_time_of_day_adds_seconds():
 @pytest.mark.parametrize(
     "body, message",
     [
-        (b"{bad", "The body is not valid JSON"),
-        (b"", "The body is not valid JSON"),
-        (b"\xff\xfe\x00", "The body is not valid JSON"),
-        (b'{"amount": NaN}', "The body is not valid JSON"),
-        (b'{"amount": Infinity}', "The body is not valid JSON"),
-        (b'{"amount": -Infinity}', "The body is not valid JSON"),
-        (b'{"amount": 1' + b"0" * 5000 + b"}", "The body is not valid JSON"),
-        (b'{"amount": 1E+99999999999999999999}', "The body is not valid JSON"),
-        (b'{"amount": 1.5E-99999999999999999999}', "The body is not valid JSON"),
-        (b"[" * 50000, "The body is not valid JSON"),
-        (b"[1, 2]", "The body must be a JSON object"),
-        (b'"text"', "The body must be a JSON object"),
-        (b"null", "The body must be a JSON object"),
-        (b"12", "The body must be a JSON object"),
+        (b"{bad", "El cuerpo no es JSON válido"),
+        (b"", "El cuerpo no es JSON válido"),
+        (b"\xff\xfe\x00", "El cuerpo no es JSON válido"),
+        (b'{"amount": NaN}', "El cuerpo no es JSON válido"),
+        (b'{"amount": Infinity}', "El cuerpo no es JSON válido"),
+        (b'{"amount": -Infinity}', "El cuerpo no es JSON válido"),
+        (b'{"amount": 1' + b"0" * 5000 + b"}", "El cuerpo no es JSON válido"),
+        (b'{"amount": 1E+99999999999999999999}', "El cuerpo no es JSON válido"),
+        (b'{"amount": 1.5E-99999999999999999999}', "El cuerpo no es JSON válido"),
+        (b"[" * 50000, "El cuerpo no es JSON válido"),
+        (b"[1, 2]", "El cuerpo debe ser un objeto JSON"),
+        (b'"text"', "El cuerpo debe ser un objeto JSON"),
+        (b"null", "El cuerpo debe ser un objeto JSON"),
+        (b"12", "El cuerpo debe ser un objeto JSON"),
     ],
     ids=[
         "malformed", "empty", "not-utf8", "nan", "infinity", "minus-infinity", "5000-digit-int",

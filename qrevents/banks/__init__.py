@@ -87,9 +87,9 @@ class BankUnavailable(BankError):
     """No usable answer: a timeout, a connection error, an HTTP error or a garbled body."""
 
 
-def status_name(code):
+def status_name(status_code):
     """``active``/``paid``/``cancelled`` for the bank's 0/1/9; anything else is ``unknown``."""
-    return STATUS_NAMES.get(code, "unknown")
+    return STATUS_NAMES.get(status_code, "unknown")
 
 
 _clients = OrderedDict()

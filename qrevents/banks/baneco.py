@@ -1,10 +1,11 @@
 """Banco Económico's QR Simple API (its API Market specification v1.3), as a bank client.
 
 One client per bank link: it authenticates with the encrypted password, keeps the bank's JWT
-until a minute before it expires (one refresh at a time), and speaks the five operations of
-SPEC §9 over a pooled HTTP session per bank host. What the bank's specification leaves open is
-parsed defensively (docs/BANKS.md, "What the bank's specification leaves unknown"): any answer
-we cannot read is ``BankUnavailable``, never a ``KeyError``.
+until a minute before it expires (one refresh at a time), and speaks the five operations
+docs/BANKS.md describes, over a pooled HTTP session per bank host. What the bank's
+specification leaves open is parsed defensively (docs/BANKS.md, "What the bank's
+specification leaves unknown"): any answer we cannot read is ``BankUnavailable``, never a
+``KeyError``.
 """
 
 import base64
@@ -110,7 +111,7 @@ class BanecoClient:
             "accountCredit": encrypt(self._link.aes_key, self._link.account_number),
             "currency": order.currency,
             "amount": (Decimal(order.amount_cents) / 100).quantize(Decimal("0.01")),
-            "description": order.description,
+            "description": order.description or "",
             "dueDate": order.due_date.strftime("%Y-%m-%d"),
             "singleUse": order.single_use,
             "modifyAmount": order.modify_amount,
@@ -225,7 +226,8 @@ class BanecoClient:
             code = answer.response_code or 401
             message = answer.message or "El banco rechazó la autorización"
         elif answer.response_code != 0:
-            code, message = answer.response_code, answer.message
+            code = answer.response_code
+            message = answer.message or f"El banco rechazó la operación (código {code})"
         else:
             return answer.body
         self._warn(operation, "rejected", code=code, message=message)

@@ -1,7 +1,8 @@
 """The bank's field encryption: AES-256-CBC, PKCS7, a random IV prepended, all in base64.
 
-BANECO encrypts the password and the account number this way (its specification, §3); the key
-is the 32 ASCII characters the bank issued, used as the raw 256-bit key. The `cryptography`
+BANECO encrypts the password and the account number this way (section 3 of its
+specification); the key is the 32 ASCII characters the bank issued, used as the raw 256-bit
+key. The `cryptography`
 package does the cipher and the padding; nothing here is a primitive of our own. The bank's
 own ``encrypt`` endpoint takes the key in its URL and is never called.
 """

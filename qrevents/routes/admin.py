@@ -32,7 +32,7 @@ def create_user(account_id):
     password = fields.string("password", max_length=256)
     name = fields.string("name", max_length=120)
     if password is not None and len(password) < 8:
-        fields.fail("password", "must be at least 8 characters")
+        fields.fail("password", "debe tener al menos 8 caracteres")
     fields.check()
     user = accounts.create_user(account_id, email, password, name)
     return success("Usuario creado", user_json(user), 201)

@@ -54,7 +54,7 @@ def require_bank():
         request.headers.get("X-Bank-Signature"),
         request.headers.get("Authorization"),
     ):
-        raise Unauthorized("The bank signature is missing or wrong", code="invalid_signature")
+        raise Unauthorized("Falta la firma del banco o no es correcta", code="invalid_signature")
 
 
 @bp.post("/bank/payments")

@@ -1,4 +1,5 @@
-"""The event stream, its stats, and stream tickets (also under ``/api``, as the seed uses)."""
+"""The event stream, its stats, and stream tickets (also under ``/api``,
+where existing clients look for them)."""
 
 import socket
 
@@ -43,7 +44,7 @@ def stream():
     settings = current_app.config["QREVENTS"]
     delivery = current_app.extensions["qrevents"]
     if delivery.hub.closed:
-        raise Unavailable("The server is shutting down", headers={"Retry-After": "1"})
+        raise Unavailable("El servidor se está deteniendo", headers={"Retry-After": "1"})
     last_event_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
     with database.connection_context():
         identity = authenticate(allow_ticket=True)
@@ -85,7 +86,8 @@ def stream():
 @bp.get("/events/stats")
 @bp.get("/api/events/stats")
 def stats():
-    """The seed's shape; an account sees only its own entry, the admin sees all."""
+    """Open streams in all and per account; an account sees only its own entry, the admin
+    sees all."""
     counts = current_app.extensions["qrevents"].broker.stream_counts()
     if is_admin():
         visible, your_account = counts, None

@@ -1,9 +1,11 @@
-"""``GET /health``: liveness, with the database and the broker actually reached."""
+"""``GET /health``: liveness, with the database and the broker actually reached, and the
+version that answers (which release a host runs, during a rolling upgrade)."""
 
 from flask import Blueprint, current_app
 
 from models import database
 
+from .. import __version__
 from ..envelope import failure, success
 
 bp = Blueprint("health", __name__)
@@ -14,9 +16,10 @@ def health():
     delivery = current_app.extensions["qrevents"]
     checks = {"database": _database_ok(), "broker": delivery.broker.healthy()}
     data = {name: "ok" if ok else "down" for name, ok in checks.items()}
+    data["version"] = __version__
     if all(checks.values()):
-        return success("ok", data)
-    return failure("Some dependencies are down", "unavailable", 503, data=data)
+        return success("Servicio disponible", data)
+    return failure("Algún servicio necesario no responde", "unavailable", 503, data=data)
 
 
 def _database_ok():

@@ -25,6 +25,6 @@ def list_payments():
 def release(transaction_id):
     identity = authenticate()
     if not SAFE_ID.match(transaction_id):
-        raise ValidationFailed(fields={"transactionId": "is not a transaction id"})
+        raise ValidationFailed(fields={"transactionId": "no es un id de transacción"})
     payment = payments.release_payment(identity.account_id, transaction_id)
     return success("Pago liberado", payment_json(payment))

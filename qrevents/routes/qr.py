@@ -93,7 +93,7 @@ def list_qrs():
     identity = authenticate()
     status = request.args.get("status")
     if status is not None and status not in qrs.STATUSES:
-        raise ValidationFailed(fields={"status": f"must be one of {', '.join(qrs.STATUSES)}"})
+        raise ValidationFailed(fields={"status": f"debe ser uno de: {', '.join(qrs.STATUSES)}"})
     limit, cursor = page_args()
     rows = qrs.list_qrs(identity.account_id, status=status, limit=limit, cursor=cursor)
     return success("QRs obtenidos", page_json(rows, qr_json, limit, lambda qr: qr.id))
@@ -131,5 +131,5 @@ def cancel_qr(qr_id):
 
 def _checked(qr_id):
     if not SAFE_ID.match(qr_id):
-        raise ValidationFailed(fields={"qrId": "is not a QR id"})
+        raise ValidationFailed(fields={"qrId": "no es un id de QR"})
     return qr_id

@@ -20,7 +20,7 @@ IMAGE_HEADERS = {
 def qr_image(qr_id):
     identity = authenticate()
     if not SAFE_ID.match(qr_id):
-        raise ValidationFailed(fields={"qrId": "is not a QR id"})
+        raise ValidationFailed(fields={"qrId": "no es un id de QR"})
     qr = qrs.get_qr(identity.account_id, qr_id)
     if not qr.image_png:
         raise NotFound("El banco no entregó una imagen para este QR")

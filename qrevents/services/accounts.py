@@ -23,7 +23,7 @@ def create_account(name, currency):
 def get_account(account_id):
     account = Account.get_or_none(Account.id == account_id)
     if account is None:
-        raise NotFound("No such account")
+        raise NotFound("La cuenta no existe")
     return account
 
 
@@ -41,7 +41,7 @@ def create_user(account_id, email, password, name):
                 created_at=utcnow(),
             )
     except IntegrityError:
-        raise Conflict("A user with this email exists", code="email_taken") from None
+        raise Conflict("Ya existe un usuario con este email", code="email_taken") from None
 
 
 def login(email, password):
@@ -49,7 +49,7 @@ def login(email, password):
     user = User.get_or_none(User.email == email.lower())
     ok = off_loop(check_password_hash, user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not ok or not user.active or not user.account.active:
-        raise Unauthorized("Wrong email or password")
+        raise Unauthorized("Email o contraseña incorrectos")
     return user
 
 
@@ -57,12 +57,12 @@ def create_api_key(account_id, name, *, user_id=None, expires_at=None):
     """``(row, key)``: the key itself exists only in this return value."""
     get_account(account_id)
     if expires_at is not None and expires_at <= utcnow():
-        raise ValidationFailed(fields={"expiresAt": "must lie in the future"})
+        raise ValidationFailed(fields={"expiresAt": "debe estar en el futuro"})
     if (
         user_id is not None
         and not User.select().where((User.id == user_id) & (User.account == account_id)).exists()
     ):
-        raise NotFound("No such user in this account")
+        raise NotFound("El usuario no existe en esta cuenta")
     key, prefix, digest = new_api_key()
     row = ApiKey.create(
         account=account_id,
@@ -84,7 +84,7 @@ def revoke_api_key(account_id, key_id):
     """Revoke a key of the account; its open streams end on every worker."""
     key = ApiKey.get_or_none((ApiKey.id == key_id) & (ApiKey.account == account_id))
     if key is None:
-        raise NotFound("No such API key")
+        raise NotFound("La API key no existe")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.save()

@@ -60,7 +60,7 @@ def post_payment(notice, sync_source="payment"):
     """
     found = get_row(Qr, Qr.qr_id, notice.qr_id, fields=(Qr.id, Qr.account))
     if found is None:
-        raise NotFound("No such QR")
+        raise NotFound("El QR no existe")
     fingerprint = notice.fingerprint()
     with account_change(found.account_id) as change:
         qr = get_row(Qr, Qr.id, found.id)  # again under the lock: its status may have moved
@@ -70,7 +70,7 @@ def post_payment(notice, sync_source="payment"):
             if existing is not None:
                 return existing, True
             raise ValidationFailed(
-                fields={"currency": f"must be the QR's currency ({qr.currency})"}
+                fields={"currency": f"debe ser la moneda del QR ({qr.currency})"}
             )
         reason = review_reason(qr, notice)
         payment = Payment(
@@ -116,7 +116,7 @@ def _earlier_notice(transaction_id, fingerprint):
     existing = Payment.get_or_none(Payment.transaction_id == transaction_id)
     if existing is not None and existing.fingerprint != fingerprint:
         raise Conflict(
-            "This transactionId was notified with other data", code="transaction_id_reused"
+            "Este transactionId ya se notificó con otros datos", code="transaction_id_reused"
         )
     return existing
 
@@ -128,11 +128,11 @@ def release_payment(account_id, transaction_id):
             (Payment.transaction_id == transaction_id) & (Payment.account == account_id)
         )
         if payment is None:
-            raise NotFound("No such payment")
+            raise NotFound("El pago no existe")
         if not payment.review:
-            raise Conflict("This payment is not held for review", code="not_held")
+            raise Conflict("Este pago no está retenido para revisión", code="not_held")
         if payment.released_at is not None:
-            raise Conflict("This payment was released already", code="already_released")
+            raise Conflict("Este pago ya fue liberado", code="already_released")
         payment.released_at = utcnow()
         payment.save()
         post_movement(

@@ -79,10 +79,12 @@ def plan_qr(account_id, req):
     now = utcnow()
     due_date = req.due_date or now + DEFAULT_LIFETIME
     if due_date <= now:
-        raise ValidationFailed(fields={"dueDate": "must lie in the future"})
+        raise ValidationFailed(fields={"dueDate": "debe estar en el futuro"})
     currency = Account.select(Account.currency).where(Account.id == account_id).scalar()
     if req.currency != currency:
-        raise ValidationFailed(fields={"currency": f"must be the account's currency ({currency})"})
+        raise ValidationFailed(
+            fields={"currency": f"debe ser la moneda de la cuenta ({currency})"}
+        )
     return QrPlan(req.transaction_id or new_transaction_id(), due_date, req.fingerprint(), now)
 
 
@@ -132,7 +134,7 @@ def record_issued(account_id, req, plan, issued):
 def get_qr(account_id, qr_id):
     qr = Qr.get_or_none((Qr.qr_id == qr_id) & (Qr.account == account_id))
     if qr is None:
-        raise NotFound("No such QR")
+        raise NotFound("El QR no existe")
     return qr
 
 
@@ -166,7 +168,7 @@ def cancellable(qr):
     """409 unless the QR is active (checked before the bank is asked, and again after)."""
     if qr.status != "active":
         raise Conflict(
-            f"Solo un QR activo puede cancelarse (este está {qr.status})",
+            f"Solo se puede cancelar un QR activo (está {qr.status})",
             code="invalid_transition",
         )
 
@@ -184,14 +186,14 @@ def sync_status(qr_id, new_status):
     """The bank's word on a QR's status: ``(qr, changed)``; the same status again is a no-op."""
     found = Qr.get_or_none(Qr.qr_id == qr_id)
     if found is None:
-        raise NotFound("No such QR")
+        raise NotFound("El QR no existe")
     with account_change(found.account_id) as change:
         qr = Qr.get_by_id(found.id)
         if qr.status == new_status:
             return qr, False
         if new_status not in TRANSITIONS.get(qr.status, ()):
             raise Conflict(
-                f"A QR cannot go from {qr.status} to {new_status}", code="invalid_transition"
+                f"Un QR no puede pasar de {qr.status} a {new_status}", code="invalid_transition"
             )
         change_status(change, qr, new_status, "bank_api")
     return qr, True

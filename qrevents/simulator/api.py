@@ -1,6 +1,6 @@
 """BANECO's QR Simple API as the simulated bank answers it, under ``/ApiGateway/``.
 
-The same paths, JSON and encryption as the bank's specification (SPEC §9): the password and
+The same paths, JSON and encryption as the bank's specification: the password and
 the account number arrive AES-encrypted with the merchant's key and are checked; tokens are
 HS256 JWTs that really expire. Refusals are a non-zero ``responseCode`` with a Spanish
 message; a request the bank cannot read at all is HTTP 400 with one.

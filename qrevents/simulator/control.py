@@ -111,7 +111,7 @@ def pay_from_page(qr_id):
     """The page's «Pagar» button."""
     try:
         _pay(qr_id, {})
-        message = f"QR {qr_id} pagado; el comercio fue notificado."
+        message = f"QR {qr_id} pagado; se está avisando al comercio."
     except Refused as refusal:
         message = f"QR {qr_id}: {refusal.message}"
     return redirect(url_for("control.page", message=message), code=303)
@@ -122,13 +122,24 @@ def _pay(qr_id, body, notify=True):
     payment = sim.ledger.pay(
         qr_id,
         amount=_amount(body.get("amount")),
-        sender={k: body[k] for k in ("senderName", "senderBankCode", "senderAccount") if k in body},
+        sender=_sender(body),
         moment=_moment(body),
     )
     if notify:
         qr = sim.ledger.qr(qr_id)
         sim.notifier.notify(sim.ledger.account(qr["user_name"]) or {}, payment)
     return payment
+
+
+def _sender(body):
+    """Who pays, where the test or the person says (texts of up to 100 characters)."""
+    sender = {}
+    for name in ("senderName", "senderBankCode", "senderAccount"):
+        if name in body:
+            if not isinstance(body[name], str) or not 0 < len(body[name]) <= 100:
+                raise Refused(f"{name} debe ser un texto de 1 a 100 caracteres", 400)
+            sender[name] = body[name]
+    return sender
 
 
 def _amount(value):
@@ -203,10 +214,11 @@ def settings():
 
 @bp.post("/simulator/reset")
 def reset():
-    """No switches, the start-up settings, no counted requests nor notification attempts."""
+    """No switches, the start-up settings, no counted requests nor notification attempts,
+    nothing held back by the out-of-order switch."""
     sim = bank()
     sim.faults.reset()
-    sim.notifier.release_held()
+    sim.notifier.discard_held()
     sim.notifier.attempts.clear()
     return answer()
 

@@ -23,14 +23,31 @@ DEFAULT_SETTINGS = {
     "expiredTokenAnswer": "http401",  # or "responseCode": the specification does not say
 }
 
+SETTING_CHOICES = {
+    "statusField": ("statusQrCode", "statusQRCode"),
+    "paymentShape": ("array", "object"),
+    "expiredTokenAnswer": ("http401", "responseCode"),
+}
+NOTIFY_SWITCHES = ("drop", "twice", "outOfOrder")
+
+
+def _number(value):
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Each switch of an operation, and what its value must be.
 OPERATION_SWITCHES = {
-    "latency",
-    "httpStatus",
-    "responseCode",
-    "message",
-    "body",
-    "times",
-    "actFirst",
+    "latency": lambda value: _number(value) and 0 <= value <= 600,
+    "httpStatus": lambda value: _whole(value) and 100 <= value <= 599,
+    "responseCode": _whole,
+    "message": lambda value: isinstance(value, str),
+    "body": lambda value: True,  # any JSON: the point is to send what the bank should not
+    "times": lambda value: _whole(value) and value >= 1,
+    "actFirst": lambda value: isinstance(value, bool),
 }
 
 
@@ -65,41 +82,28 @@ class Faults:
             self._notify = {}
 
     def set(self, switches):
-        """Merge ``switches`` (``{operation: {...}, "tokens": {...}, "notify": {...}}``)."""
+        """Merge ``switches`` (``{operation: {...}, "tokens": {...}, "notify": {...}}``): all
+        of them checked first, so a bad one changes nothing."""
         if not isinstance(switches, dict):
             raise FaultError("se esperaba un objeto JSON")
+        for name, value in switches.items():
+            _check_switches(name, value)
         with self._lock:
             for name, value in switches.items():
-                if not isinstance(value, dict):
-                    raise FaultError(f"{name}: se esperaba un objeto")
                 if name in OPERATIONS:
-                    unknown = set(value) - OPERATION_SWITCHES
-                    if unknown:
-                        raise FaultError(f"{name}: interruptor desconocido {sorted(unknown)}")
                     self._operations[name] = dict(value)
                 elif name == "notify":
-                    self._notify = {key: bool(on) for key, on in value.items()}
-                elif name == "tokens":
-                    if value.get("expire"):
-                        self.token_generation += 1
-                else:
-                    raise FaultError(f"operación desconocida {name!r}")
+                    self._notify = dict(value)
+                elif value.get("expire"):
+                    self.token_generation += 1
 
     def configure(self, changes):
-        """Change settings by name (only the known ones, with values of the same kind)."""
+        """Change settings by name (only the known ones, with values of their kind)."""
         if not isinstance(changes, dict):
             raise FaultError("se esperaba un objeto JSON")
+        checked = {name: _setting(name, value) for name, value in changes.items()}
         with self._lock:
-            for name, value in changes.items():
-                if name not in DEFAULT_SETTINGS:
-                    raise FaultError(f"ajuste desconocido {name!r}")
-                kind = type(DEFAULT_SETTINGS[name])
-                numeric = isinstance(value, (int, Decimal)) and not isinstance(value, bool)
-                if kind is float and numeric:
-                    value = float(value)
-                if not isinstance(value, kind) or isinstance(value, bool):
-                    raise FaultError(f"{name}: valor de tipo incorrecto")
-                self.settings[name] = value
+            self.settings.update(checked)
 
     def take(self, operation):
         """Count a request of ``operation`` and return the switch it meets (or {})."""
@@ -121,3 +125,39 @@ class Faults:
     def notify(self):
         with self._lock:
             return dict(self._notify)
+
+
+def _check_switches(name, value):
+    if not isinstance(value, dict):
+        raise FaultError(f"{name}: se esperaba un objeto")
+    if name in OPERATIONS:
+        for switch, switch_value in value.items():
+            valid = OPERATION_SWITCHES.get(switch)
+            if valid is None:
+                raise FaultError(f"{name}: interruptor desconocido {switch!r}")
+            if not valid(switch_value):
+                raise FaultError(f"{name}.{switch}: valor inválido")
+    elif name == "notify":
+        for switch, on in value.items():
+            if switch not in NOTIFY_SWITCHES or not isinstance(on, bool):
+                raise FaultError(f"notify.{switch}: interruptor desconocido o no lógico")
+    elif name == "tokens":
+        if set(value) != {"expire"} or not isinstance(value["expire"], bool):
+            raise FaultError('tokens: se esperaba {"expire": true}')
+    else:
+        raise FaultError(f"operación desconocida {name!r}")
+
+
+def _setting(name, value):
+    """``value`` for setting ``name``, as the kind of its default; ``FaultError`` if not."""
+    if name not in DEFAULT_SETTINGS:
+        raise FaultError(f"ajuste desconocido {name!r}")
+    default = DEFAULT_SETTINGS[name]
+    if isinstance(default, float) and _number(value) and 0 <= value <= 86400:
+        return float(value)
+    if isinstance(default, int) and not isinstance(default, float) and _whole(value):
+        if 1 <= value <= 100:
+            return value
+    if name in SETTING_CHOICES and value in SETTING_CHOICES[name]:
+        return value
+    raise FaultError(f"{name}: valor inválido")

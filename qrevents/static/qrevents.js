@@ -19,7 +19,7 @@
  * - stops, instead of reconnecting forever, when the credential stops being valid (`signed_out`).
  */
 
-/** Every event type the server sends, in the seed's names plus `stream_closed`. */
+/** Every event type the server sends, as docs/CONTRACT.md names them. */
 export const EVENT_TYPES = Object.freeze([
   'connection',
   'heartbeat',
