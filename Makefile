@@ -13,6 +13,7 @@ DEV := $(VENV)/.dev-installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+<<<<<<< HEAD
 $(RUNTIME): requirements.txt | $(BIN)/python
 	$(PIP) -r requirements.txt
 	touch $(RUNTIME)
@@ -26,6 +27,12 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 run: $(RUNTIME)
 	$(BIN)/flask --app app init-db
 	$(BIN)/flask --app app demo --serve
+=======
+run: $(STAMP)
+	$(BIN)/flask --app app migrate
+	$(BIN)/flask --app app demo
+	$(BIN)/gunicorn app:app
+>>>>>>> schema
 
 test: $(DEV) lint
 	$(BIN)/pytest

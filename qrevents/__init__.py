@@ -26,6 +26,7 @@ from . import logs, throttle
 from .config import load_config
 from .delivery import Delivery
 from .errors import register_error_handlers
+from .reconnect import open_request_connection, rerun_on_lost_connection
 from .routes import BLUEPRINTS
 from .routes.bank import BANK_BOUND as NOTIFY_BANK_BOUND
 from .routes.events import NO_DATABASE, OWN_CONNECTION
@@ -79,6 +80,7 @@ def create_app(test_config=None):
     bind_database(settings["DATABASE_URL"])
     schema = SchemaGate(app.logger)
     schema.open()
+    app.extensions["qrevents.schema"] = schema
 
     app.extensions["qrevents.secret_box"] = SecretBox(settings["SECRET_KEY"])
     delivery = Delivery(app, settings)
@@ -93,6 +95,9 @@ def create_app(test_config=None):
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    for endpoint, view in app.view_functions.items():
+        if endpoint not in OWN_CONNECTION:
+            app.view_functions[endpoint] = rerun_on_lost_connection(view)
 
     from .cli import register_commands
 
@@ -136,7 +141,7 @@ def _register_connection_scope(app, delivery, scheduler, schema, *, start_delive
             return
         schema.require()
         if request.endpoint not in own_connection:
-            database.connect(reuse_if_open=True)
+            open_request_connection()
 
     @app.teardown_request
     def close_connection(exc):

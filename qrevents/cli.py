@@ -71,8 +71,10 @@ def init_db():
 
 
 def _migrate():
+    # Loading the app (create_app) already migrated a database that was behind.
+    applied = list(current_app.extensions["qrevents.schema"].applied)
     with database.connection_context():
-        applied = migrate(database)
+        applied += migrate(database)
         version = schema_version(database)
     if applied:
         click.echo(f"applied migrations {', '.join(map(str, applied))}")

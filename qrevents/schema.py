@@ -29,6 +29,7 @@ class SchemaGate:
     def __init__(self, logger):
         self.logger = logger
         self.ready = False
+        self.applied = []  # the migrations this process applied (the migrate command says so)
         self._trying = threading.Lock()
         self._next_try = 0.0
 
@@ -39,6 +40,7 @@ class SchemaGate:
                 if pending(database):
                     applied = migrate(database)
                     if applied:
+                        self.applied += applied
                         self.logger.info("schema migrated to version %s", applied[-1])
         except DATABASE_AWAY as error:
             self._next_try = time.monotonic() + RETRY_SECONDS

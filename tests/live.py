@@ -10,11 +10,13 @@ import atexit
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -66,8 +68,9 @@ class LiveServer:
         self.env = env
         self.process = None
 
-    def start(self, timeout=20, args=("app:app",), cwd=ROOT):
-        """Start ``gunicorn *args`` in ``cwd`` and wait until it answers."""
+    def start(self, timeout=20, args=("app:app",), cwd=ROOT, ready=(200,)):
+        """Start ``gunicorn *args`` in ``cwd`` and wait until ``/health`` answers with one of
+        the ``ready`` statuses."""
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(BIN / "gunicorn"), *args],
@@ -81,7 +84,7 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited at start:\n{self.log()}")
             try:
-                if requests.get(self.base + "/health", timeout=1).status_code == 200:
+                if requests.get(self.base + "/health", timeout=1).status_code in ready:
                     return self
             except requests.RequestException:
                 pass
@@ -405,3 +408,76 @@ class SSEClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class BankTraffic:
+    """Payments flowing from several threads while servers come and go, as a bank sends them.
+
+    Each round creates a single-use QR and pays it. A refused or cut connection is retried
+    as the bank retries (the same notice, to any server still serving); every answer is
+    kept, so a test can say which were 5xx and which payments were acknowledged.
+    """
+
+    def __init__(self, servers, tenant, threads=6, give_up_after=15, retry_unavailable=False):
+        self.servers = servers  # the test adds and removes servers while this runs
+        self.tenant = tenant
+        self.threads = threads
+        self.give_up_after = give_up_after
+        self.retry_unavailable = retry_unavailable  # a 503 with Retry-After: send it again
+        self.acknowledged = set()
+        self.failures = []  # (what, status or error, body)
+        self.unavailable = []  # the 503s retried
+        self._stop = threading.Event()
+        self._running = []
+
+    def start(self):
+        self._running = [threading.Thread(target=self._run) for _ in range(self.threads)]
+        for thread in self._running:
+            thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._running:
+            thread.join(30)
+
+    def _run(self):
+        clients = {}
+        while not self._stop.is_set():
+            qr_body = {"amount": Decimal("1.00"), "currency": "BOB", "description": "x"}
+            qr = self._send(
+                clients, "qr", "post", "/qr", data=dumps(qr_body), headers=self.tenant.headers
+            )
+            if qr is None:
+                continue
+            notice = payment_body(qr.json()["data"]["qrId"], "1.00")
+            if self._send(clients, "payment", "bank", "/bank/payments", notice) is not None:
+                self.acknowledged.add(notice["transactionId"])
+
+    def _send(self, clients, what, method, *args, **kwargs):
+        """The answer to ``Api.method(*args)``, retried on connection errors (and 503s if
+        asked); None (the failure kept) if it is not 2xx."""
+        deadline = time.monotonic() + self.give_up_after
+        while True:
+            base = random.choice(self.servers).base
+            api = clients.setdefault(base, Api(base))
+            try:
+                response = getattr(api, method)(*args, **kwargs)
+            except requests.ConnectionError as error:
+                if time.monotonic() > deadline:
+                    self.failures.append((what, repr(error), ""))
+                    return None
+                time.sleep(0.05)
+                continue
+            except requests.Timeout as error:
+                self.failures.append((what, repr(error), ""))
+                return None
+            if response.status_code == 503 and self.retry_unavailable:
+                self.unavailable.append((what, response.headers.get("Retry-After")))
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)  # a short Retry-After: the test has no second to spare
+                    continue
+            if response.status_code >= 300:
+                self.failures.append((what, response.status_code, response.text[:300]))
+                return None
+            return response

@@ -113,6 +113,7 @@ def test_a_worker_booting_on_a_current_schema_runs_no_ddl(backend, tmp_path, mon
 def test_the_migrate_command_brings_a_new_database_to_the_latest_version(backend, tmp_path):
     url = fresh_database_url(backend, tmp_path)
     env = {"QREVENTS_DATABASE_URL": url, "QREVENTS_INSTANCE_PATH": str(tmp_path), "PATH": ""}
+    outputs = []
     for command in ("migrate", "init-db"):
         done = subprocess.run(
             [str(BIN / "flask"), "--app", "app", command],
@@ -124,6 +125,32 @@ def test_the_migrate_command_brings_a_new_database_to_the_latest_version(backend
         )
         assert done.returncode == 0, done.stderr
         assert f"database at schema version {LATEST}" in done.stdout
+        outputs.append(done.stdout)
+    first, second = outputs
+    assert f"applied migrations {', '.join(str(m.version) for m in MIGRATIONS)}" in first
+    assert "applied" not in second
     db = open_database(url)
     assert schema_version(db) == LATEST
+    db.close_all()
+
+
+def test_processes_migrating_at_once_apply_each_migration_once(backend, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = fresh_database_url(backend, tmp_path)
+    databases = [open_database(url) for _ in range(4)]  # one connection each, as processes
+
+    def run(db):
+        try:
+            return migrate(db)
+        finally:
+            db.close_all()
+
+    with ThreadPoolExecutor(len(databases)) as pool:
+        results = list(pool.map(run, databases))
+    assert sorted(results) == [[], [], [], [m.version for m in MIGRATIONS]]
+    db = open_database(url)
+    with db.connection_context():
+        recorded = db.execute_sql("SELECT version FROM schema_version ORDER BY version")
+        assert recorded.fetchall() == [(m.version,) for m in MIGRATIONS]
     db.close_all()

@@ -82,9 +82,7 @@ def plan_qr(account_id, req):
         raise ValidationFailed(fields={"dueDate": "debe estar en el futuro"})
     currency = Account.select(Account.currency).where(Account.id == account_id).scalar()
     if req.currency != currency:
-        raise ValidationFailed(
-            fields={"currency": f"debe ser la moneda de la cuenta ({currency})"}
-        )
+        raise ValidationFailed(fields={"currency": f"debe ser la moneda de la cuenta ({currency})"})
     return QrPlan(req.transaction_id or new_transaction_id(), due_date, req.fingerprint(), now)
 
 
