@@ -217,18 +217,20 @@ def bank_link(body):
     fields = Fields(body)
     adapter = fields.choice("adapter", ADAPTERS)
     base_url = fields.pattern(
-        "baseUrl", _BASE_URL, "must be an http(s) URL of the bank's ApiGateway"
+        "baseUrl", _BASE_URL, "debe ser la URL http(s) del ApiGateway del banco"
     )
     if base_url is not None and len(base_url) > 300:
-        fields.fail("baseUrl", "must be at most 300 characters")
+        fields.fail("baseUrl", "debe tener como máximo 300 caracteres")
     user_name = fields.string("userName", max_length=120)
     password = fields.string("password", max_length=256)
-    aes_key = fields.pattern("aesKey", _AES_KEY, "must be the 32 characters the bank issued")
+    aes_key = fields.pattern(
+        "aesKey", _AES_KEY, "debe ser la clave de 32 caracteres que entregó el banco"
+    )
     account_number = fields.pattern(
-        "accountNumber", _ACCOUNT_NUMBER, "must be 1 to 30 letters, digits or -"
+        "accountNumber", _ACCOUNT_NUMBER, "debe tener de 1 a 30 letras, dígitos o -"
     )
     branch_code = fields.pattern(
-        "branchCode", _BRANCH_CODE, "must be 1 to 5 letters or digits", required=False
+        "branchCode", _BRANCH_CODE, "debe tener de 1 a 5 letras o dígitos", required=False
     )
     fields.check()
     if not base_url.endswith("/"):

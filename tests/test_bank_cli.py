@@ -51,7 +51,7 @@ def test_bank_link_command_links_without_printing_a_secret(make_server, tmp_path
         )
         assert refused.returncode == 1 and "Traceback" not in refused.stderr
         assert refused.stderr.strip().splitlines() == [
-            "Error: aesKey must be the 32 characters the bank issued"
+            "Error: aesKey debe ser la clave de 32 caracteres que entregó el banco"
         ]
     finally:
         simulator.stop()
