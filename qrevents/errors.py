@@ -64,6 +64,13 @@ class BankTimedOut(ApiError):
     status, code, message = 504, "bank_unavailable", "El banco no respondió a tiempo"
 
 
+class BankLinkUnreadable(ApiError):
+    """The link's secrets were sealed with another QREVENTS_SECRET_KEY (the setting changed)."""
+
+    status, code = 500, "bank_link_unreadable"
+    message = "El vínculo con el banco no se puede leer; vuelva a vincular la cuenta"
+
+
 class Unavailable(ApiError):
     status, code, message = 503, "unavailable", "Un servicio necesario no está disponible"
 

@@ -54,6 +54,7 @@ class LiveServer:
             QREVENTS_JWT_SECRET_KEY="test-jwt-secret-of-at-least-32-bytes!!",
             QREVENTS_ADMIN_API_KEY=ADMIN_KEY,
             QREVENTS_BANK_WEBHOOK_SECRET=BANK_SECRET,
+            QREVENTS_SECRET_KEY="test-secret-key-for-bank-links",
             QREVENTS_HEARTBEAT_SECONDS="0.2",
             # The whole suite logs in from one address; tests of the limits set small ones.
             QREVENTS_LOGIN_LIMIT_PER_EMAIL="off",

@@ -544,3 +544,27 @@ def test_duplicated_and_out_of_order_notifications_record_each_payment_once(bank
     assert sorted(payments) == sorted([first["qrId"], second["qrId"]])
     me = api.get("/accounts/me", headers=tenant.headers).json()["data"]
     assert me["balance"] == Decimal("30.00")
+
+
+def test_a_link_sealed_under_another_secret_key_is_a_clear_error(backend, tmp_path):
+    """QREVENTS_SECRET_KEY changed: the stored secrets cannot be opened. The answer says to
+    link again (nothing issued, no secret in the log); linking again works."""
+    database_url = fresh_database_url(backend, tmp_path)
+    first = LiveServer(tmp_path / "a", database_url).start()
+    api = Api(first.base)
+    tenant = api.new_tenant()
+    first.stop()
+    second = LiveServer(tmp_path / "b", database_url, secret_key="another-secret-key").start()
+    try:
+        api = Api(second.base)
+        refused = post_qr(api, tenant)
+        assert refused.status_code == 500
+        assert refused.json()["error"]["code"] == "bank_link_unreadable"
+        assert "vuelva a vincular" in refused.json()["message"]
+        assert "QREVENTS_SECRET_KEY" in second.log()
+        assert tenant.bank["password"] not in second.log()
+        assert qr_count(api, tenant) == 0
+        api.link_bank(tenant.account_id)
+        assert post_qr(api, tenant).status_code == 201
+    finally:
+        second.stop()

@@ -1,5 +1,6 @@
 """Each account's bank link: set by the operator, secrets sealed at rest, opened on use."""
 
+import logging
 from datetime import timedelta
 
 from flask import current_app
@@ -8,10 +9,12 @@ from models import Account, BankLink, database
 
 from ..banks import BankLink as Link
 from ..clock import utcnow
-from ..errors import Conflict
+from ..errors import BankLinkUnreadable, Conflict
+from ..secret_box import SecretUnreadable
 from .accounts import get_account
 
 ADAPTERS = ("baneco", "simulator")
+log = logging.getLogger(__name__)
 
 
 def _box():
@@ -44,15 +47,23 @@ def link_account(account_id, link):
 def open_link(row):
     """The plain link (secrets opened) of a stored row, for the bank client."""
     box = _box()
-    return Link(
-        adapter=row.adapter,
-        base_url=row.base_url,
-        user_name=row.user_name,
-        password=box.open(row.password_sealed),
-        aes_key=box.open(row.aes_key_sealed),
-        account_number=box.open(row.account_number_sealed),
-        branch_code=row.branch_code,
-    )
+    try:
+        return Link(
+            adapter=row.adapter,
+            base_url=row.base_url,
+            user_name=row.user_name,
+            password=box.open(row.password_sealed),
+            aes_key=box.open(row.aes_key_sealed),
+            account_number=box.open(row.account_number_sealed),
+            branch_code=row.branch_code,
+        )
+    except SecretUnreadable:
+        log.error(
+            "the bank link of account %s cannot be decrypted: QREVENTS_SECRET_KEY is not the "
+            "one it was stored with; link the account again",
+            row.account_id,
+        )
+        raise BankLinkUnreadable() from None
 
 
 def link_of(account_id):

@@ -185,12 +185,15 @@ def reconcile(*, day=None, batch=20, lease_seconds=None):
         account_ids = bank_links.linked_account_ids()
     done = {}
     for account_id in account_ids:
-        with connection():
-            if lease_seconds is not None and not bank_links.take_lease(account_id, lease_seconds):
-                continue
-            link = bank_links.link_of(account_id)
         try:
+            with connection():
+                lease = lease_seconds is None or bank_links.take_lease(account_id, lease_seconds)
+                if not lease:
+                    continue
+                link = bank_links.link_of(account_id)
             done[account_id] = reconcile_account(account_id, link, day, batch)
         except BankError as error:
             log.warning("reconciliation of account %s stopped: bank %s", account_id, error)
+        except ApiError as error:  # its link unreadable: logged where found; the others go on
+            log.warning("reconciliation of account %s skipped: %s", account_id, error.code)
     return done
