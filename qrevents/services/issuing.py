@@ -1,0 +1,83 @@
+"""A QR's life at the bank: issued there before we record it, cancelled there before we do.
+
+The bank may take seconds. No database connection (and so no account lock) is held while it
+answers: each step opens its own short connection, the bank is asked with none open.
+"""
+
+import logging
+
+from models import connection
+
+from ..banks import BankRejected, BankUnavailable
+from ..errors import BankRefused, BankTimedOut
+from . import bank_links, bank_sync, qrs
+from .banking import bank_answers, bank_of
+
+log = logging.getLogger(__name__)
+
+
+class CancelRefused(BankRefused):
+    """The bank would not cancel the QR (paid meanwhile, say): a conflict, not an outage."""
+
+    status = 409
+
+
+def create_qr(account_id, req):
+    """``(qr, created)``: the QR the bank issued for ``req``, recorded with ``qr_created``;
+    a repeated request returns the QR recorded without asking the bank again."""
+    with connection():
+        existing = qrs.issued_before(account_id, req)
+        if existing is not None:
+            return existing, False
+        plan = qrs.plan_qr(account_id, req)
+        link = bank_links.link_of(account_id)
+    bank = bank_of(link)
+    try:
+        with bank_answers("issue", f"account {account_id}"):
+            issued = bank.issue(qrs.bank_order(req, plan))
+    except (BankRefused, BankTimedOut):
+        # A concurrent identical creation may have issued and recorded it meanwhile (a bank
+        # refusing a repeated transactionId, or slow to answer the second): that QR is this
+        # request's answer.
+        with connection():
+            existing = qrs.issued_before(account_id, req)
+        if existing is None:
+            raise
+        return existing, False
+    with connection():
+        qr, created = qrs.record_issued(account_id, req, plan, issued)
+    if not created and issued.qr_id != qr.qr_id:
+        # (A bank that answers a repeated transactionId with the same QR issued no spare.)
+        _withdraw_spare(bank, account_id, issued.qr_id)
+    return qr, created
+
+
+def _withdraw_spare(bank, account_id, qr_id):
+    """A concurrent identical creation recorded its QR first: cancel the bank's second one,
+    which nobody will ever be shown (best effort; it is not ours, status sync never sees it)."""
+    try:
+        bank.cancel(qr_id)
+    except (BankRejected, BankUnavailable) as error:
+        log.warning("spare QR %s of account %s left at the bank: %s", qr_id, account_id, error)
+
+
+def cancel_qr(account_id, qr_id):
+    """Cancel at the bank first, then record ``cancelled`` (syncSource ``user``).
+
+    A bank refusal is ``CancelRefused`` (409), after asking the bank what became of the QR
+    and recording it (a payment the notifications missed, a cancellation).
+    """
+    with connection():
+        qrs.cancellable(qrs.get_qr(account_id, qr_id))
+        link = bank_links.link_of(account_id)
+    try:
+        with bank_answers("cancel", f"account {account_id}", refused=CancelRefused):
+            bank_of(link).cancel(qr_id)
+    except CancelRefused:
+        try:
+            bank_sync.sync_qr(account_id, link, qr_id)
+        except (BankRejected, BankUnavailable) as error:
+            log.warning("status of QR %s after a refused cancel unknown: %s", qr_id, error)
+        raise
+    with connection():
+        return qrs.cancel_qr(account_id, qr_id)
