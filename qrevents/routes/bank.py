@@ -78,7 +78,7 @@ def confirm_with_bank():
     transaction_id = fields.safe_id("transactionId")
     fields.check()
     try:
-        with bank_answers("status", f"of QR {qr_id}"):
+        with bank_answers():
             confirmed, recorded_now = bank_sync.confirm_notice(qr_id, transaction_id)
     except Conflict as error:
         if error.code != "bank_not_linked":

@@ -10,10 +10,9 @@ from models import connection
 
 from ..banks import BankRejected, BankUnavailable
 from ..errors import BankRefused, BankTimedOut
+from ..logs import log_event
 from . import bank_links, bank_sync, qrs
 from .banking import bank_answers, bank_of
-
-log = logging.getLogger(__name__)
 
 
 class CancelRefused(BankRefused):
@@ -33,7 +32,7 @@ def create_qr(account_id, req):
         link = bank_links.link_of(account_id)
     bank = bank_of(link)
     try:
-        with bank_answers("issue", f"account {account_id}"):
+        with bank_answers():
             issued = bank.issue(qrs.bank_order(req, plan))
     except (BankRefused, BankTimedOut):
         # A concurrent identical creation may have issued and recorded it meanwhile (a bank
@@ -58,7 +57,13 @@ def _withdraw_spare(bank, account_id, qr_id):
     try:
         bank.cancel(qr_id)
     except (BankRejected, BankUnavailable) as error:
-        log.warning("spare QR %s of account %s left at the bank: %s", qr_id, account_id, error)
+        log_event(
+            "bank_spare_qr_left",
+            logging.WARNING,
+            qrId=qr_id,
+            accountId=account_id,
+            error=str(error),
+        )
 
 
 def cancel_qr(account_id, qr_id):
@@ -71,13 +76,13 @@ def cancel_qr(account_id, qr_id):
         qrs.cancellable(qrs.get_qr(account_id, qr_id))
         link = bank_links.link_of(account_id)
     try:
-        with bank_answers("cancel", f"account {account_id}", refused=CancelRefused):
+        with bank_answers(refused=CancelRefused):
             bank_of(link).cancel(qr_id)
     except CancelRefused:
         try:
             bank_sync.sync_qr(account_id, link, qr_id)
         except (BankRejected, BankUnavailable) as error:
-            log.warning("status of QR %s after a refused cancel unknown: %s", qr_id, error)
+            log_event("bank_status_unknown", logging.WARNING, qrId=qr_id, error=str(error))
         raise
     with connection():
         return qrs.cancel_qr(account_id, qr_id)
