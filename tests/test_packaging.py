@@ -18,7 +18,6 @@ DEVELOPMENT_ONLY = {
     "hypothesis",
     "schemathesis",
     "jsonschema-rs",
-    "requests",
     "uvloop",
     "flask-sse",
     "six",
