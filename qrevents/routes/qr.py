@@ -7,11 +7,10 @@ while the bank answers (``services.issuing``).
 
 from flask import Blueprint, request
 
-from models import connection
-
 from ..auth import authenticate
 from ..envelope import success
 from ..errors import ValidationFailed
+from ..reconnect import in_connection
 from ..resources import page_json, qr_json
 from ..services import issuing, qrs
 from ..sse import SAFE_ID
@@ -24,8 +23,7 @@ BANK_BOUND = {"qr.create_qr", "qr.cancel_qr"}
 
 @bp.post("/qr")
 def create_qr():
-    with connection():
-        identity = authenticate()
+    identity = in_connection(authenticate)
     fields = Fields(json_object())
     req = qrs.QrRequest(
         amount_cents=fields.amount("amount"),
@@ -63,8 +61,7 @@ def get_qr(qr_id):
 @bp.post("/qr/<qr_id>/cancel")
 def cancel_qr(qr_id):
     qr_id = _checked(qr_id)
-    with connection():
-        identity = authenticate()
+    identity = in_connection(authenticate)
     return success("QR cancelado", qr_json(issuing.cancel_qr(identity.account_id, qr_id)))
 
 

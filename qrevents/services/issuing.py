@@ -6,11 +6,10 @@ answers: each step opens its own short connection, the bank is asked with none o
 
 import logging
 
-from models import connection
-
 from ..banks import BankRejected, BankUnavailable
 from ..errors import BankRefused, BankTimedOut
 from ..logs import log_event
+from ..reconnect import in_connection
 from . import bank_links, bank_sync, qrs
 from .banking import bank_answers, bank_of
 
@@ -21,15 +20,20 @@ class CancelRefused(BankRefused):
     status = 409
 
 
+def _planned(account_id, req):
+    """``(existing QR, None, None)`` or ``(None, plan, link)``: what to ask the bank."""
+    existing = qrs.issued_before(account_id, req)
+    if existing is not None:
+        return existing, None, None
+    return None, qrs.plan_qr(account_id, req), bank_links.link_of(account_id)
+
+
 def create_qr(account_id, req):
     """``(qr, created)``: the QR the bank issued for ``req``, recorded with ``qr_created``;
     a repeated request returns the QR recorded without asking the bank again."""
-    with connection():
-        existing = qrs.issued_before(account_id, req)
-        if existing is not None:
-            return existing, False
-        plan = qrs.plan_qr(account_id, req)
-        link = bank_links.link_of(account_id)
+    existing, plan, link = in_connection(_planned, account_id, req)
+    if existing is not None:
+        return existing, False
     bank = bank_of(link)
     try:
         with bank_answers():
@@ -38,13 +42,11 @@ def create_qr(account_id, req):
         # A concurrent identical creation may have issued and recorded it meanwhile (a bank
         # refusing a repeated transactionId, or slow to answer the second): that QR is this
         # request's answer.
-        with connection():
-            existing = qrs.issued_before(account_id, req)
+        existing = in_connection(qrs.issued_before, account_id, req)
         if existing is None:
             raise
         return existing, False
-    with connection():
-        qr, created = qrs.record_issued(account_id, req, plan, issued)
+    qr, created = in_connection(qrs.record_issued, account_id, req, plan, issued)
     if not created and issued.qr_id != qr.qr_id:
         # (A bank that answers a repeated transactionId with the same QR issued no spare.)
         _withdraw_spare(bank, account_id, issued.qr_id)
@@ -72,9 +74,7 @@ def cancel_qr(account_id, qr_id):
     A bank refusal is ``CancelRefused`` (409), after asking the bank what became of the QR
     and recording it (a payment the notifications missed, a cancellation).
     """
-    with connection():
-        qrs.cancellable(qrs.get_qr(account_id, qr_id))
-        link = bank_links.link_of(account_id)
+    link = in_connection(_cancellable_link, account_id, qr_id)
     try:
         with bank_answers(refused=CancelRefused):
             bank_of(link).cancel(qr_id)
@@ -84,5 +84,9 @@ def cancel_qr(account_id, qr_id):
         except (BankRejected, BankUnavailable) as error:
             log_event("bank_status_unknown", logging.WARNING, qrId=qr_id, error=str(error))
         raise
-    with connection():
-        return qrs.cancel_qr(account_id, qr_id)
+    return in_connection(qrs.cancel_qr, account_id, qr_id)
+
+
+def _cancellable_link(account_id, qr_id):
+    qrs.cancellable(qrs.get_qr(account_id, qr_id))
+    return bank_links.link_of(account_id)
