@@ -137,6 +137,7 @@ def test_an_unreachable_counter_store_lets_requests_through():
             "LOGIN_LIMIT_PER_EMAIL": one,
             "LOGIN_LIMIT_PER_ADDRESS": one,
             "API_RATE_LIMIT": one,
+            "BANK_TRIGGER_LIMIT": one,
         }
     )
     with app.test_request_context("/accounts/me", headers={"Authorization": "Bearer qrk_x"}):
@@ -144,4 +145,5 @@ def test_an_unreachable_counter_store_lets_requests_through():
             throttle.check_request()
             throttle.count_failed_login("ana@example.com")
             throttle.check_login("ana@example.com")
+            throttle.check_bank_trigger()
     assert throttle.storage_down_until > time.monotonic()
