@@ -27,7 +27,11 @@ run: $(RUNTIME)
 	$(BIN)/flask --app app migrate
 	$(BIN)/flask --app app demo --serve
 
-test: $(DEV) lint
+# The npm EventSource client of tests/test_real_clients.py, as pinned by its lock file.
+tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
+	cd tests/js && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+
+test: $(DEV) lint tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 lint: $(DEV)
@@ -38,9 +42,17 @@ format: $(DEV)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Full scale takes about 15 minutes on 2 cores; `make bench BENCH_ARGS=--quick` for a look.
-bench: $(DEV)
+# Full scale takes about 20 minutes on 2 cores; `make bench BENCH_ARGS=--quick` for a look.
+# The nchan yardstick is nginx's module from Debian: installed here when missing (as root).
+NCHAN_MODULE := /usr/lib/nginx/modules/ngx_nchan_module.so
+NCHAN_APT := apt-get install -y libnginx-mod-nchan
+
+bench: $(DEV) $(NCHAN_MODULE)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+$(NCHAN_MODULE):
+	@[ "$$(id -u)" = 0 ] || { echo "make bench needs nginx's nchan module: sudo $(NCHAN_APT)" >&2; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(NCHAN_APT) -qq
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

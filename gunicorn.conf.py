@@ -5,11 +5,12 @@ before peewee and the app are imported (else every greenlet shares one database 
 state; docs/DEPLOYMENT.md, "gunicorn for long-lived streams"), so ``preload_app`` stays off.
 """
 
+import importlib.util
 import logging
 import os
 import re
 
-from gunicorn.glogging import Logger
+from gunicorn.glogging import Logger, SafeAtoms
 
 # Each worker's app checks for this: gunicorn started elsewhere would run without this file
 # (the sync worker, no shutdown hooks) and the app refuses to load then (qrevents/serving.py).
@@ -28,35 +29,86 @@ graceful_timeout = 10
 keepalive = 5
 # No gunicorn access log: the app writes one JSON line per request (path only, never the query
 # string, which may hold a credential; with its request id), and one per stream opened and
-# closed. A second line per request was 4 % of a payment's CPU.
+# closed. A second line per request was 4 % of a payment's CPU. A flag turns it on anyway
+# (accesslog = None cannot stop it): ScrubbingLogger below keeps credentials out of it.
 accesslog = None
 errorlog = "-"
 # Several servers may run side by side (tests, hosts); none needs the control socket.
 control_socket_disable = True
 loglevel = os.environ.get("QREVENTS_LOG_LEVEL", "info")
 
-# gunicorn's own warnings quote a malformed request line whole, query string included.
-_CREDENTIAL = re.compile(r"((?:api-key|token|ticket)=)[^&\s\"']+", re.IGNORECASE)
+
+def _load_scrubber():
+    """``qrevents/scrub.py`` by path: importing it as ``qrevents.scrub`` would import the app
+    package, here in the master, before gevent patches the worker (see above)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "qrevents", "scrub.py")
+    found = importlib.util.spec_from_file_location("qrevents_log_scrub", path)
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    return module
 
 
-class _ScrubCredentials(logging.Filter):
+scrub = _load_scrubber()
+
+
+class _ScrubbedAtoms(SafeAtoms):
+    """The access log's atoms, each scrubbed when the format asks for it (only those)."""
+
+    def __getitem__(self, name):
+        value = super().__getitem__(name)
+        if not isinstance(value, str) or value == "-":  # "-": gunicorn's absent atom
+            return value
+        if name.startswith("{") and name[-2:] in ("}i", "}o", "}e"):
+            return scrub.scrub_header(name[1:-2], value)
+        return scrub.scrub_text(value)
+
+
+class _ScrubMessages(logging.Filter):
+    """gunicorn's error log quotes malformed request lines and headers whole."""
+
     def filter(self, record):
         message = record.getMessage()
-        scrubbed = _CREDENTIAL.sub(r"\1[scrubbed]", message)
+        scrubbed = scrub.scrub_message(message)
         if scrubbed != message:
             record.msg, record.args = scrubbed, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub.scrub_message(record.exc_text)
         return True
 
 
 class ScrubbingLogger(Logger):
-    """gunicorn's logger, with credentials cut out of its error log."""
+    """gunicorn's logger with no credential in any line, whatever --access-logfile,
+    --error-logfile or --access-logformat an operator passes (only --logger-class or
+    another config file can take it away): the access log's atoms (request line, path,
+    query, headers, environ) and the error log's messages and tracebacks are scrubbed."""
+
+    atoms_wrapper_class = _ScrubbedAtoms
 
     def setup(self, cfg):
         super().setup(cfg)
-        self.error_log.addFilter(_ScrubCredentials())
+        # The access log needs no filter: every atom its format reads is scrubbed above.
+        if not any(isinstance(f, _ScrubMessages) for f in self.error_log.filters):
+            self.error_log.addFilter(_ScrubMessages())
 
 
 logger_class = ScrubbingLogger
+
+# The stream routes, under any mount point.
+_STREAM_PATH = re.compile(r"/(?:api/)?events/stream\Z")
+
+
+def pre_request(worker, req):
+    """Every stream response closes its connection when it ends (``Connection: close``).
+
+    A stream that ended (``stream_closed``) often ended because its worker is draining; a
+    client that sent its next request on that keep-alive connection would reach the draining
+    worker again. gunicorn drops a Connection header set by the app (WSGI forbids it), so the
+    request itself is marked here, before gunicorn writes the response's headers.
+    """
+    if _STREAM_PATH.search(req.path or ""):
+        req.must_close = True
 
 
 def on_starting(server):

@@ -1,4 +1,4 @@
-"""``python -m bench``: every scenario against the limit, flask-sse and qrevents, in one run.
+"""``python -m bench``: every scenario against the yardsticks, flask-sse and qrevents, in one run.
 
 The servers run pinned to core 0, this process (the load generator) to core 1. Each target
 is started afresh for each repetition; the median of the repetitions is reported. Writes
@@ -22,9 +22,25 @@ from pathlib import Path
 from . import report
 from .client import HttpClient
 from .scenarios import FULL, QUICK, Repetition
-from .servers import CLIENT_CPU, ROOT, FlaskSseServer, LimitServer, QreventsServer
+from .servers import (
+    CLIENT_CPU,
+    ROOT,
+    FlaskSseServer,
+    LimitServer,
+    NchanServer,
+    QreventsServer,
+    SseStarletteServer,
+    nchan_missing,
+)
 
-TARGETS = ("limit", "flask-sse", "qrevents-sqlite-1w", "qrevents-pg-redis-2w")
+TARGETS = (
+    "limit",
+    "nchan",
+    "sse-starlette",
+    "flask-sse",
+    "qrevents-sqlite-1w",
+    "qrevents-pg-redis-2w",
+)
 
 
 def parse_args(argv):
@@ -124,6 +140,14 @@ async def main_async(args):
         cleanup = None
         if name == "limit":
             server = LimitServer(workdir / name)
+        elif name == "nchan":
+            if nchan_missing():
+                notes[name] = f"skipped: {nchan_missing()}"
+                log(notes[name])
+                continue
+            server = NchanServer(workdir / name)
+        elif name == "sse-starlette":
+            server = SseStarletteServer(workdir / name)
         elif name == "flask-sse":
             server = FlaskSseServer(
                 workdir / name, args.flask_sse_redis_url, args.flask_sse_max_streams
@@ -159,6 +183,11 @@ async def main_async(args):
             "machine": machine,
             "notes": notes,
             "median": summary,
+            "table": report.table(summary, list(summary)),
+            "targets": [
+                {"target": target, "measured": shown, "holds": holds}
+                for target, shown, holds in report.verdicts(summary)
+            ],
             "runs": raw,
         }
         Path(args.out).write_text(json.dumps(document, indent=1))

@@ -1,119 +1,192 @@
 """The limit: the least an SSE server on gevent can do, to measure qrevents against.
 
-No Flask, no database, no auth. ``GET /stream?channel=C`` holds a socket (its greenlet parks
-on ``recv`` to notice the close); ``POST /publish?channel=C&type=T`` frames the body once,
-chunk-encodes it once and writes the same bytes to every socket of the channel. A short
-in-memory history answers ``Last-Event-ID`` so the reconnect storm has a limit row too.
-Responses are chunked HTTP/1.1, as gunicorn sends them, so every client parses the same thing.
+No Flask, no database, no auth, and the fastest delivery gevent allows, qrevents' own included:
+``POST /publish?channel=C&type=T`` frames the body once, chunk-encodes it once, and the
+publishing greenlet writes that chunk to each stream's raw non-blocking socket with one
+``send``, looping over the channel's bound ``send`` methods: no greenlet is woken per delivery.
+A stream whose socket does not take the whole chunk (a slow reader) leaves the rest to a
+writer greenlet of its own until it has caught up. ``GET /stream?channel=C`` writes the head
+and the connection event, replays what follows ``Last-Event-ID`` from a short in-memory
+history, joins the channel, and its greenlet parks on ``recv`` to notice the close: one
+greenlet per connection, as gunicorn's gevent worker has. Requests are parsed as bytes with
+no URL or header library. Responses are chunked HTTP/1.1, as gunicorn sends them, so every
+client parses the same thing.
 
 Run: ``python -m bench.limit_server --port 8100``.
 """
 
 import argparse
-from collections import defaultdict
-from urllib.parse import parse_qs, urlsplit
 
-from gevent import monkey
+import gevent
+from gevent.server import StreamServer
 
-monkey.patch_all()
-
-from gevent.server import StreamServer  # noqa: E402
-
-HISTORY = 20000
+HISTORY = 1000
 STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n"
 )
 CONNECTED = b'retry: 5000\n\nevent: connection\ndata: {"message":"connected"}\n\n'
+PUBLISHED = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
 
 def chunk(payload):
     return b"%X\r\n%s\r\n" % (len(payload), payload)
 
 
-class Channels:
-    """Open sockets and recent frames per channel; ids are a per-channel counter."""
+class Stream:
+    """One open stream: its socket, and what its writer greenlet still has to send."""
+
+    __slots__ = ("sock", "send", "backlog", "closed")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.send = sock._sock.send  # the raw non-blocking socket's: never yields
+        self.backlog = []
+        self.closed = False
+
+
+class Channel:
+    """Streams written to directly (keyed by their bound ``send``), the lagging ones, and
+    the recent chunks; ids are a per-channel counter."""
+
+    __slots__ = ("direct", "lagging", "history", "last_id")
 
     def __init__(self):
-        self.sockets = defaultdict(set)
-        self.history = defaultdict(list)  # [(id, chunk)], oldest first
+        self.direct = {}
+        self.lagging = set()
+        self.history = []  # [(id, chunk)], oldest first
+        self.last_id = 0
 
-    def publish(self, channel, event_type, data):
-        history = self.history[channel]
-        event_id = history[-1][0] + 1 if history else 1
-        frame = chunk(b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event_type, data))
-        history.append((event_id, frame))
-        if len(history) > HISTORY:
-            del history[: len(history) - HISTORY]
-        for sock in list(self.sockets[channel]):
+    def publish(self, event_type, data):
+        self.last_id += 1
+        frame = chunk(b"id: %d\nevent: %s\ndata: %s\n\n" % (self.last_id, event_type, data))
+        self.history.append((self.last_id, frame))
+        if len(self.history) > HISTORY:
+            del self.history[: len(self.history) - HISTORY]
+        size = len(frame)
+        short = None
+        for send in self.direct:
             try:
-                sock.sendall(frame)
+                sent = send(frame)
+            except BlockingIOError:
+                sent = 0
             except OSError:
-                self.sockets[channel].discard(sock)
+                sent = -1
+            if sent != size:
+                if short is None:
+                    short = []
+                short.append((send, sent))
+        for stream in self.lagging:
+            stream.backlog.append(frame)
+        if short:
+            for send, sent in short:
+                stream = self.direct.pop(send)
+                if sent >= 0:  # the kernel's buffer is full: the rest is the writer's
+                    stream.backlog.append(frame[sent:])
+                    self.lagging.add(stream)
+                    gevent.spawn(self.catch_up, stream)
 
-    def subscribe(self, channel, sock, last_id):
-        """Replay what follows ``last_id``, then join the live set with no gap between."""
-        history = self.history[channel]
+    def catch_up(self, stream):
+        """Write a slow reader's backlog cooperatively, then hand it back to the publisher."""
+        try:
+            while stream.backlog and not stream.closed:
+                pending = b"".join(stream.backlog)
+                stream.backlog.clear()
+                stream.sock.sendall(pending)
+        except OSError:
+            stream.closed = True
+        self.lagging.discard(stream)
+        if not stream.closed:
+            self.direct[stream.send] = stream
+
+    def subscribe(self, stream, last_id):
+        """Replay what follows ``last_id``, then join the channel with no gap between."""
         if last_id is not None:
             sent = last_id
-            while history and history[-1][0] > sent:
-                missed = [frame for event_id, frame in history if event_id > sent]
-                sent = history[-1][0]
-                sock.sendall(b"".join(missed))  # may yield: loop for what arrived meanwhile
-        self.sockets[channel].add(sock)
+            while self.history and self.history[-1][0] > sent:
+                missed = [frame for event_id, frame in self.history if event_id > sent]
+                sent = self.history[-1][0]
+                stream.sock.sendall(b"".join(missed))  # may yield: loop for what came meanwhile
+        self.direct[stream.send] = stream
+
+    def leave(self, stream):
+        stream.closed = True
+        self.direct.pop(stream.send, None)
+        self.lagging.discard(stream)
 
 
-def read_request(sock, buffered=b""):
-    """(method, path, headers, body, rest) of one request, or None when the peer left."""
+def read_request(sock, buffered):
+    """(method, path, query, head, body, rest) of one request, or None when the peer left."""
     data = buffered
-    while b"\r\n\r\n" not in data:
+    while (end := data.find(b"\r\n\r\n")) < 0:
         more = sock.recv(65536)
         if not more:
             return None
         data += more
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    method, target, _ = lines[0].split(" ", 2)
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", 0))
+    head, rest = data[:end], data[end + 4 :]
+    method, target, _ = head[: head.find(b"\r\n")].split(b" ", 2)
+    path, _, query = target.partition(b"?")
+    lower = head.lower()
+    length = int(header(lower, b"content-length") or 0)
     while len(rest) < length:
         more = sock.recv(65536)
         if not more:
             return None
         rest += more
-    return method, target, headers, rest[:length], rest[length:]
+    return method, path, query, lower, rest[:length], rest[length:]
+
+
+def param(query, name, default):
+    for pair in query.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == name:
+            return value
+    return default
+
+
+def header(lower_head, name):
+    at = lower_head.find(b"\r\n" + name + b":")
+    if at < 0:
+        return None
+    start = at + len(name) + 3
+    end = lower_head.find(b"\r\n", start)
+    return lower_head[start : end if end >= 0 else None].strip()
 
 
 def make_handler(channels):
+    def channel_of(query):
+        name = param(query, b"channel", b"sse")
+        channel = channels.get(name)
+        if channel is None:
+            channel = channels[name] = Channel()
+        return channel
+
     def handle(sock, _address):
         buffered = b""
         while True:
             request = read_request(sock, buffered)
             if request is None:
                 return
-            method, target, headers, body, buffered = request
-            url = urlsplit(target)
-            query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            channel = query.get("channel", "sse")
-            if method == "POST" and url.path == "/publish":
-                channels.publish(channel, query.get("type", "message").encode(), body)
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            elif url.path == "/stream":
-                last_id = headers.get("last-event-id")
+            method, path, query, head, body, buffered = request
+            if method == b"POST" and path == b"/publish":
+                channel_of(query).publish(param(query, b"type", b"message"), body)
+                sock.sendall(PUBLISHED)
+            elif path == b"/stream":
+                channel = channel_of(query)
+                last_id = header(head, b"last-event-id")
+                stream = Stream(sock)
                 sock.sendall(STREAM_HEAD + chunk(CONNECTED))
-                channels.subscribe(channel, sock, int(last_id) if last_id else None)
+                channel.subscribe(stream, int(last_id) if last_id else None)
                 try:
                     while sock.recv(4096):
                         pass
                 except OSError:
                     pass
-                channels.sockets[channel].discard(sock)
+                channel.leave(stream)
                 return
             else:
-                sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                sock.sendall(NOT_FOUND)
 
     return handle
 
@@ -123,7 +196,7 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    server = StreamServer((args.host, args.port), make_handler(Channels()), backlog=4096)
+    server = StreamServer((args.host, args.port), make_handler({}), backlog=4096)
     server.serve_forever()
 
 

@@ -2,13 +2,15 @@
 
 Each target knows how to start its server, how a stream asks to subscribe to a channel
 (an account), and how to trigger one event carrying the bench's marker: a QR or a signed
-bank payment for qrevents, a publish call for the limit and for flask-sse.
+bank payment for qrevents, a publish call for the yardsticks (the limit, nchan,
+sse-starlette) and for flask-sse.
 """
 
 import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -193,8 +195,22 @@ class Server:
         return [f"bench-{uuid.uuid4().hex[:8]}-{n}" for n in range(accounts)]
 
 
-class LimitServer(Server):
-    """Bare gevent writing one preformatted frame to every socket of a channel."""
+class Yardstick(Server):
+    """A server that publishes with ``POST /publish?channel=C`` and streams ``GET /stream``."""
+
+    def stream_request(self, channel, last_id=None):
+        headers = [("Accept", "text/event-stream")]
+        if last_id:
+            headers.append(("Last-Event-ID", last_id))
+        return http_request("GET", f"/stream?channel={channel}", headers=headers)
+
+    def publish_request(self, channel, marker_text, kind):
+        body = json.dumps(payload(marker_text), separators=(",", ":")).encode()
+        return http_request("POST", f"/publish?channel={channel}&type=qr_payment", body)
+
+
+class LimitServer(Yardstick):
+    """Bare gevent writing one preformatted chunk to every socket of a channel."""
 
     name = "limit"
     probe_path = "/publish?channel=probe"
@@ -205,13 +221,116 @@ class LimitServer(Server):
     def _answers(self):
         return self._accepts(http_request("POST", self.probe_path))
 
-    def stream_request(self, channel, last_id=None):
-        headers = [("Last-Event-ID", last_id)] if last_id else []
-        return http_request("GET", f"/stream?channel={channel}", headers=headers)
+
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+NCHAN_INSTALL = "apt-get install -y libnginx-mod-nchan"
+
+
+def nginx_binary():
+    return shutil.which("nginx") or next(
+        (path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None
+    )
+
+
+def nchan_missing():
+    """Why the nchan yardstick cannot run here (one line with the fix), or None."""
+    if nginx_binary() is None or not NCHAN_MODULE.exists():
+        return f"nginx's nchan module is not installed: {NCHAN_INSTALL}"
+    return None
+
+
+class NchanServer(Yardstick):
+    """nginx with the nchan module on one worker process: C on epoll, its in-memory store.
+
+    ``POST /publish?channel=C`` is nchan's HTTP publisher (the event type in
+    ``X-EventSource-Event``); ``GET /stream?channel=C`` its EventSource subscriber, which
+    greets with a ``: hi`` comment (the connection event) and resumes from ``Last-Event-ID``.
+    """
+
+    name = "nchan"
+    probe_path = "/probe"
+    conf_template = """\
+load_module {module};
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+{user}
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 40000; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    nchan_shared_memory_size 256m;
+    server {{
+        listen {host}:{port} backlog=4096;
+        location = /probe {{ return 200 "ok"; }}
+        location = /publish {{
+            nchan_publisher http;
+            nchan_channel_id $arg_channel;
+            nchan_message_buffer_length 1000;
+            nchan_message_timeout 1h;
+        }}
+        location = /stream {{
+            nchan_subscriber eventsource;
+            nchan_channel_id $arg_channel;
+        }}
+    }}
+}}
+"""
+
+    def command(self):
+        missing = nchan_missing()
+        if missing:
+            raise RuntimeError(missing)
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(
+            self.conf_template.format(
+                module=NCHAN_MODULE,
+                # As root, nginx's workers would otherwise switch to a user who cannot write
+                # this folder.
+                user="user root;" if os.geteuid() == 0 else "",
+                folder=self.workdir,
+                host=self.host,
+                port=self.port,
+            )
+        )
+        return [nginx_binary(), "-c", str(conf), "-p", str(self.workdir)]
 
     def publish_request(self, channel, marker_text, kind):
         body = json.dumps(payload(marker_text), separators=(",", ":")).encode()
-        return http_request("POST", f"/publish?channel={channel}&type=qr_payment", body)
+        headers = [("X-EventSource-Event", "qr_payment")]
+        return http_request("POST", f"/publish?channel={channel}", body, headers)
+
+
+class SseStarletteServer(Yardstick):
+    """sse-starlette on uvicorn (uvloop, httptools): the asyncio peer (sse_starlette_app.py)."""
+
+    name = "sse-starlette"
+    probe_path = "/probe"
+
+    def command(self):
+        return [
+            str(BIN / "uvicorn"),
+            "bench.sse_starlette_app:app",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--backlog",
+            "4096",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
 
 
 class FlaskSseServer(Server):

@@ -29,6 +29,8 @@ DEFAULTS = {
     "MAX_STREAMS_PER_ACCOUNT": 100,
     "EVENT_RETENTION_DAYS": 7,
     "JWT_EXPIRES_SECONDS": 3600,
+    # The longest a stream cookie lives (a working day); never past its credential's expiry.
+    "STREAM_COOKIE_SECONDS": 43200,
     "EXPIRY_SWEEP_SECONDS": 5.0,
     "RECONCILE_SECONDS": 1.0,
     "RETENTION_SWEEP_SECONDS": 3600.0,  # how often each worker prunes the event log
@@ -44,6 +46,10 @@ DEFAULTS = {
     "LOGIN_LIMIT_PER_EMAIL": "5 per minute",
     "LOGIN_LIMIT_PER_ADDRESS": "30 per minute",
     "API_RATE_LIMIT": "3000 per minute",  # per credential, REST API only
+    # Failed authentications (a 401 for a credential given) per client address, and per
+    # account for failures that name one (its revoked or expired key, its expired JWT).
+    "AUTH_FAILURE_LIMIT_PER_ADDRESS": "60 per minute",
+    "AUTH_FAILURE_LIMIT_PER_ACCOUNT": "60 per minute",
     # Proxies in front that set X-Forwarded-For (nginx: 1); 0 trusts no such header.
     "PROXY_HOPS": 0,
     "BIND": "127.0.0.1:8000",

@@ -5,6 +5,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 from .envelope import failure
+from .scrub import scrub_text
 
 
 class ApiError(Exception):
@@ -33,6 +34,12 @@ class ValidationFailed(ApiError):
 class Unauthorized(ApiError):
     status, code, message = 401, "invalid_credentials", "Credenciales no válidas"
 
+    def __init__(self, message=None, *, account_id=None, **options):
+        super().__init__(message, **options)
+        # The account a failing credential proves it belongs to (a revoked key, an expired
+        # JWT we signed), for the per-account failure limit; never shown to the client.
+        self.account_id = account_id
+
 
 class Forbidden(ApiError):
     status, code, message = 403, "forbidden", "No permitido para esta credencial"
@@ -44,10 +51,6 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status, code, message = 409, "conflict", "En conflicto con el estado actual"
-
-
-class TooManyStreams(ApiError):
-    status, code, message = 429, "too_many_streams", "Demasiados streams abiertos para esta cuenta"
 
 
 class TooManyRequests(ApiError):
@@ -111,7 +114,9 @@ def register_error_handlers(app):
     def pool_exhausted(error):
         # Overload, not a bug: every pooled connection stayed busy for the pool's whole wait.
         app.logger.warning(
-            "no database connection free in time on %s %s", request.method, request.path
+            "no database connection free in time on %s %s",
+            request.method,
+            scrub_text(request.path),
         )
         return api_error(
             Unavailable("Servidor ocupado; intente de nuevo pronto", headers={"Retry-After": "1"})
@@ -119,6 +124,6 @@ def register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def unexpected(error):
-        # request.path, never the query string: it may hold a credential
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        # the path, never the query string: it may hold a credential
+        app.logger.exception("unhandled error on %s %s", request.method, scrub_text(request.path))
         return failure("Error interno", "internal_error", 500)

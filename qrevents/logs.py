@@ -2,7 +2,7 @@
 
 Every line carries the request id (the client's ``X-Request-ID`` when it is a plain token,
 else a new one; echoed in the response). Only the path is logged, never the query string,
-headers or body: those may hold a credential.
+headers or body: those may hold a credential; and a credential put in the path is scrubbed.
 """
 
 import json
@@ -16,6 +16,7 @@ import uuid
 from flask import g, request
 
 from .clock import iso, utcnow
+from .scrub import scrub_text
 
 log = logging.getLogger("qrevents.events")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
@@ -59,7 +60,7 @@ def init_app(app):
             "request",
             requestId=request_id,
             method=request.method,
-            path=request.path,
+            path=scrub_text(request.path),
             status=response.status_code,
             durationMs=round((time.monotonic() - g.request_started) * 1000, 1),
             remoteAddr=request.remote_addr,

@@ -2,7 +2,6 @@
 as BANECO sends it), a statusQR answer or a paidQR list. So a payment found by
 reconciliation is recorded exactly as its notification would have been."""
 
-from datetime import datetime, time
 from decimal import Decimal
 
 from .services.payments import PaymentNotice
@@ -19,7 +18,7 @@ def payment_notice(body):
         # (an amount has at most two decimals; anything else is still refused below).
         body = {**body, "amount": Decimal(repr(body["amount"]))}
     fields = Fields(body)
-    payment_date, payment_time = _payment_moment(fields, body.get("paymentDate"))
+    payment_date, payment_time = fields.bank_moment("paymentDate", "paymentTime")
     notice = PaymentNotice(
         qr_id=fields.safe_id("qrId"),
         transaction_id=fields.safe_id("transactionId"),
@@ -35,23 +34,3 @@ def payment_notice(body):
     )
     fields.check()
     return notice
-
-
-def _payment_moment(fields, raw_date):
-    """``(UTC datetime, "HH:MM:SS")``.
-
-    BANECO sends the La Paz date as ``2021-06-14T00:00:00`` (or ``2021-06-14``) and the
-    time of day apart, in ``paymentTime``: together they are one La Paz moment. A full
-    date-time without ``paymentTime`` gives its own time of day.
-    """
-    payment_time = fields.time_of_day("paymentTime")
-    if isinstance(raw_date, str) and (
-        len(raw_date) == 10 or (payment_time and raw_date.endswith("T00:00:00"))
-    ):
-        at = time.fromisoformat(payment_time) if payment_time else time(0, 0)
-        fields.body = {**fields.body, "paymentDate": raw_date[:10]}
-        return fields.moment("paymentDate", required=True, date_at=at), payment_time or "00:00:00"
-    payment_date = fields.moment("paymentDate", required=True)
-    if payment_date is not None and payment_time is None:
-        payment_time = datetime.fromisoformat(raw_date).strftime("%H:%M:%S")
-    return payment_date, payment_time

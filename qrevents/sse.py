@@ -9,6 +9,7 @@ import random
 import re
 import string
 import time
+from datetime import UTC, datetime, timedelta
 
 import simplejson
 
@@ -19,8 +20,31 @@ from .money import from_cents
 SAFE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 
 DURABLE_TYPES = ("qr_created", "qr_payment", "qr_status_change", "account_balance_update")
-CLOSE_REASONS = ("token_expired", "key_revoked", "server_shutdown", "slow_consumer")
+CLOSE_REASONS = (
+    "token_expired",
+    "key_revoked",
+    "server_shutdown",
+    "slow_consumer",
+    "overloaded",
+    "too_many_streams",
+    "replay_failed",
+)
+RESYNC_REASONS = ("unknown", "expired")
+# The shapes of our durable ids (see the builders below); the time in a status change's and a
+# balance update's id, and the UTC date heading a qrId, say when the event was written.
+DURABLE_ID = re.compile(
+    r"(?:qr_created_(?P<qr_date>\d{6})\d{14}"
+    r"|qr_payment_[A-Za-z0-9_.:-]{1,64}"
+    r"|qr_status_change_\d{20}_(?P<status_ms>\d{13})"
+    r"|balance_update_(?P<balance_ms>\d{13})_\d{1,19})\Z"
+)
 _ALPHABET = string.ascii_lowercase + string.digits
+# Where str.splitlines() breaks a line besides CR and LF (requests' iter_lines with
+# decode_unicode uses it). JSON keeps U+0085, U+2028 and U+2029 raw in strings with
+# ensure_ascii=False; a Python SSE client would then read a forged field there. They
+# can only occur inside JSON strings, where \uXXXX means the same character.
+_LINE_BREAKERS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_ESCAPED = {ord(ch): f"\\u{ord(ch):04x}" for ch in _LINE_BREAKERS}
 
 
 def dumps(data):
@@ -29,9 +53,24 @@ def dumps(data):
 
 
 def encode_frame(event_type, data_json, event_id=None):
-    """One SSE frame; ``data_json`` is already JSON (no raw newlines by construction)."""
+    """One SSE frame; ``data_json`` is already JSON (no raw CR or LF by construction).
+
+    Every frame, live or replayed from the log, is made here, so this is where the line
+    breaks JSON leaves raw are escaped: events logged before (or by another writer) are
+    made safe on their way out too, and the log keeps the text as it was.
+    """
+    data_json = _escape_line_breaks(data_json)
     head = f"id: {event_id}\nevent: {event_type}\n" if event_id else f"event: {event_type}\n"
     return f"{head}data: {data_json}\n\n".encode()
+
+
+def _escape_line_breaks(json_text):
+    """``json_text`` with every line breaker as ``\\uXXXX``; mostly there is none to find
+    (eight ``in`` tests: about 1 µs a frame, a regex scan took 6.7 µs)."""
+    for ch in _LINE_BREAKERS:
+        if ch in json_text:
+            return json_text.translate(_ESCAPED)
+    return json_text
 
 
 def http_chunk(data):
@@ -42,6 +81,12 @@ def http_chunk(data):
 def retry_frame(retry_ms):
     """The reconnection delay a client should use."""
     return f"retry: {int(retry_ms)}\n\n".encode()
+
+
+def jittered_retry_frame(low_ms, high_ms):
+    """A reconnection delay drawn in ``[low_ms, high_ms]``: clients a restart or a limit sent
+    away together do not all come back in the same instant."""
+    return retry_frame(random.randint(low_ms, high_ms))
 
 
 def new_connection_id():
@@ -78,6 +123,34 @@ def heartbeat_frame(connection_id):
 
 def stream_closed_frame(reason):
     return encode_frame("stream_closed", dumps({"reason": reason, "timestamp": iso(utcnow())}))
+
+
+def resync_required_frame(last_event_id, reason):
+    """The client's Last-Event-ID cannot be resumed (``reason`` in RESYNC_REASONS): it must
+    reload state over REST. The id is the client's own text, so line separators that a
+    Python client would split on are escaped as well (JSON already escapes CR and LF)."""
+    data = dumps({"lastEventId": last_event_id, "reason": reason})
+    for char in ("\u2028", "\u2029", "\x85"):
+        data = data.replace(char, f"\\u{ord(char):04x}")
+    return encode_frame("resync_required", data)
+
+
+def latest_time_of_durable_id(event_id):
+    """The latest time (naive UTC) at which an id of our shape says its event was written,
+    or None: a payment's id is the bank's transaction id and tells no time; a qrId tells
+    its day only, so the end of that day."""
+    match = DURABLE_ID.match(event_id)
+    if match is None:
+        return None
+    if match["qr_date"]:
+        try:
+            return datetime.strptime(match["qr_date"], "%y%m%d") + timedelta(days=1)
+        except ValueError:
+            return None
+    stamp = match["status_ms"] or match["balance_ms"]
+    if stamp is None:
+        return None
+    return datetime.fromtimestamp(int(stamp) / 1000, UTC).replace(tzinfo=None)
 
 
 # Durable events: (event type, SSE id, data) for the event log.

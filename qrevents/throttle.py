@@ -1,5 +1,5 @@
-"""Abuse limits: failed logins per email and per client address, and a request rate per
-credential on the REST API.
+"""Abuse limits: failed logins per email and per client address, failed authentications
+per client address and per account, and a request rate per credential on the REST API.
 
 Built on ``limits`` (the library flask-limiter is made of), called directly so that a
 refusal is our JSON envelope with ``Retry-After`` and nothing else changes. The counters
@@ -41,6 +41,17 @@ UNLIMITED = {
     "auth.log_in",  # limited by failed attempts instead
 }
 
+# Routes that take no credential (or the bank's): the failure limit per address spares them.
+NO_CREDENTIAL = {
+    "bank.notify_payment",
+    "bank.sync_qr_status",
+    "health.health",
+    "openapi.openapi",
+    "dashboard.page",
+    "static",
+    "auth.log_in",  # its own limits, per email and per address
+}
+
 
 def _limit(text):
     return None if text.strip().lower() == "off" else parse(text)
@@ -64,11 +75,20 @@ class Throttle:
         self.login_per_address = _limit(settings["LOGIN_LIMIT_PER_ADDRESS"])
         self.api_rate = _limit(settings["API_RATE_LIMIT"])
         self.bank_trigger = _limit(settings["BANK_TRIGGER_LIMIT"])
+        self.failures_per_address = _limit(settings["AUTH_FAILURE_LIMIT_PER_ADDRESS"])
+        self.failures_per_account = _limit(settings["AUTH_FAILURE_LIMIT_PER_ACCOUNT"])
         self.storage_down_until = 0.0
 
     def check_request(self):
-        """Count a REST request against its credential's rate (before anything else runs)."""
-        if self.api_rate is None or request.endpoint is None or request.endpoint in UNLIMITED:
+        """Refuse an address out of authentication tries, then count a REST request against
+        its credential's rate (before anything else runs)."""
+        if request.endpoint is None:
+            return
+        if self.failures_per_address is not None and request.endpoint not in NO_CREDENTIAL:
+            who = str(request.remote_addr)
+            if not self._safely(self.counters.test, self.failures_per_address, "authfail", who):
+                self._refuse_failures(self.failures_per_address, "authfail", who)
+        if self.api_rate is None or request.endpoint in UNLIMITED:
             return
         if is_admin():
             return  # the operator's key bootstraps deployments; it is not a client's
@@ -99,6 +119,28 @@ class Throttle:
     def count_failed_login(self, email):
         for limit, scope, who in self._login_keys(email):
             self._safely(self.counters.hit, limit, scope, who)
+
+    def count_failed_authentication(self, account_id=None):
+        """A credential was given and refused: count it against the client's address and, if
+        it proved which account it belongs to, against that account. The failure that spends
+        a budget is itself answered 429.
+
+        Out of tries, an address is refused everything that takes a credential, the right one
+        included (a guesser must not learn which was right); an account only sees its failing
+        credentials refused, so whoever holds one of its revoked keys cannot lock it out."""
+        keys = []
+        if self.failures_per_address is not None:
+            keys.append((self.failures_per_address, "authfail", str(request.remote_addr)))
+        if self.failures_per_account is not None and account_id is not None:
+            keys.append((self.failures_per_account, "authfail-account", str(account_id)))
+        for limit, scope, who in keys:
+            if not self._safely(self.counters.hit, limit, scope, who):
+                self._refuse_failures(limit, scope, who)
+
+    def _refuse_failures(self, limit, scope, who):
+        self._refuse(
+            limit, scope, who, "Demasiados intentos de autenticación fallidos; intente más tarde"
+        )
 
     def _login_keys(self, email):
         keys = []

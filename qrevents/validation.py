@@ -18,6 +18,8 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?\Z")
 # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
 _DIGITS = re.compile(r"[0-9]+\Z")
+# The bank's bare dates: yyyyMMdd (its listings) and yyyy-MM-dd (its documented date format).
+_BANK_DATE = re.compile(r"[0-9]{8}\Z|[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 # Largest id a URL may name: SQLite cannot bind a larger int (a 500 otherwise).
 MAX_ID = 2**63 - 1
 
@@ -178,6 +180,36 @@ class Fields:
             self.fail(name, "debe ser una fecha o una fecha y hora ISO 8601")
         return parsed
 
+    def bank_moment(self, date_name, time_name):
+        """``(naive UTC, "HH:MM:SS")`` of the bank's date and time fields, by one rule.
+
+        A date or date-time without an offset is La Paz time (UTC-4). The time field (La Paz
+        time, as BANECO sends it) applies when the date has no time of day or a zero one
+        (BANECO sends ``"2021-06-14T00:00:00"`` with ``"paymentTime": "17:06:29"``); a date
+        with an offset keeps it. The time of day returned is the time field as sent, else the
+        one written in the date.
+        """
+        time_text = self.time_of_day(time_name)
+        value = self._raw(date_name, True)
+        if value is self._MISSING:
+            return None, None
+        written = _bank_date(value) if isinstance(value, str) else None
+        if written is None:
+            self.fail(
+                date_name, "debe ser una fecha yyyyMMdd, yyyy-MM-dd o una fecha y hora ISO 8601"
+            )
+            return None, None
+        if time_text is not None and written.time() == time(0, 0):
+            written = datetime.combine(
+                written.date(), time.fromisoformat(time_text), written.tzinfo or LA_PAZ
+            )
+        try:
+            moment = written.replace(tzinfo=written.tzinfo or LA_PAZ).astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 moved across UTC
+            self.fail(date_name, "debe ser una fecha entre los años 1 y 9999 en UTC")
+            return None, None
+        return moment.replace(tzinfo=None), time_text or written.strftime("%H:%M:%S")
+
     def time_of_day(self, name):
         value = self._raw(name, False)
         if value is self._MISSING:
@@ -252,6 +284,18 @@ def _encodable(text):
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _bank_date(text):
+    """A date (``yyyyMMdd`` or ``yyyy-MM-dd``, at midnight) or an ISO date-time, as written."""
+    if len(text) > 40:
+        return None
+    try:
+        if _BANK_DATE.match(text):
+            return datetime.combine(date.fromisoformat(text), time(0, 0))
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def parse_moment(text, date_at):

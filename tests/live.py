@@ -41,7 +41,9 @@ def free_port():
 class LiveServer:
     """One gunicorn master and its gevent workers, with a private instance folder."""
 
-    def __init__(self, tmp_path, database_url=None, workers=1, port=None, **settings):
+    def __init__(
+        self, tmp_path, database_url=None, workers=1, port=None, gunicorn_args=(), **settings
+    ):
         self.tmp_path = Path(tmp_path)
         self.tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -60,6 +62,8 @@ class LiveServer:
             QREVENTS_LOGIN_LIMIT_PER_EMAIL="off",
             QREVENTS_LOGIN_LIMIT_PER_ADDRESS="off",
             QREVENTS_API_RATE_LIMIT="off",
+            QREVENTS_AUTH_FAILURE_LIMIT_PER_ADDRESS="off",
+            QREVENTS_AUTH_FAILURE_LIMIT_PER_ACCOUNT="off",
             WEB_CONCURRENCY=str(workers),
         )
         if database_url:
@@ -67,6 +71,7 @@ class LiveServer:
         for name, value in settings.items():
             env[f"QREVENTS_{name.upper()}"] = str(value)
         self.env = env
+        self.gunicorn_args = list(gunicorn_args)  # flags an operator adds to the command line
         self.process = None
 
     def start(self, timeout=20, args=("app:app",), cwd=ROOT, ready=(200,)):
@@ -74,7 +79,7 @@ class LiveServer:
         the ``ready`` statuses."""
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), *args],
+            [str(BIN / "gunicorn"), *self.gunicorn_args, *args],
             cwd=cwd,
             env=self.env,
             stdout=self._log,
@@ -321,6 +326,8 @@ class SSEClient:
             self.conn.sock.connect((host, int(port)))
         target = path + ("?" + urlencode(params) if params else "")
         self.conn.request("GET", target, headers=headers or {})
+        # Kept: a "Connection: close" answer (every stream's) detaches it from ``conn``.
+        self.sock = self.conn.sock
         self.response = self.conn.getresponse()
         self.status = self.response.status
         self.headers = self.response.headers
@@ -333,7 +340,7 @@ class SSEClient:
 
     def next(self, timeout=5):
         """The next event (heartbeats included); None when the server ended the stream."""
-        self.conn.sock.settimeout(timeout)
+        self.sock.settimeout(timeout)
         fields, data = {}, []
         while True:
             line = self.response.readline()
@@ -402,6 +409,7 @@ class SSEClient:
         return got
 
     def close(self):
+        self.response.close()
         self.conn.close()
 
     def __enter__(self):

@@ -175,7 +175,29 @@ BAD_TOKENS = {
     ),
     "admin-key": lambda s, t: ADMIN_KEY,
     "ticket-as-bearer": lambda s, t: "qrt_" + uuid.uuid4().hex,
+    # Signed with the server's own key, and malformed: never a 500, never another user.
+    "jwt-without-exp": lambda s, t: jwt.encode(
+        {"type": "access", "sub": str(t.user_id), "acc": t.account_id},
+        s.env["QREVENTS_JWT_SECRET_KEY"],
+        algorithm="HS256",
+    ),
+    "jwt-with-exp-beyond-any-date": lambda s, t: forge_jwt(
+        s, sub=str(t.user_id), acc=t.account_id, exp=1e20
+    ),
+    "jwt-with-exp-as-a-string": lambda s, t: forge_jwt(
+        s, sub=str(t.user_id), acc=t.account_id, exp=str(int(time.time()) + 600)
+    ),
+    "jwt-with-40-digit-sub": lambda s, t: forge_jwt(s, sub="1" * 40, acc=t.account_id),
+    "jwt-with-arabic-indic-digits-in-sub": lambda s, t: forge_jwt(
+        s, sub=str(t.user_id).translate(ARABIC_INDIC), acc=t.account_id
+    ),
+    "jwt-with-a-leading-zero-in-sub": lambda s, t: forge_jwt(
+        s, sub="0" + str(t.user_id), acc=t.account_id
+    ),
+    "jwt-with-integer-sub": lambda s, t: forge_jwt(s, sub=t.user_id, acc=t.account_id),
 }
+# "١٢" is a digit string to str.isdigit() and 12 to int(): it must name nobody.
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
 def tamper(token):
@@ -407,6 +429,43 @@ def test_a_key_without_a_user_cannot_manage_api_keys(api, tenant):
     assert api.get("/accounts/me", headers=tenant.headers).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "lifetime, place",
+    [(30, "X-API-Key"), (30, "Authorization"), (None, "X-API-Key"), (None, "api-key")],
+    ids=["key-of-30-s-in-x-api-key", "key-of-30-s-as-bearer", "permanent-key",
+         "permanent-key-in-the-query"],
+)  # fmt: skip
+def test_only_a_users_jwt_manages_api_keys(api, tenant, lifetime, place):
+    key, key_id = new_key(api, tenant, **({"expiresAt": iso_in(lifetime)} if lifetime else {}))
+    _, victim_id = new_key(api, tenant)
+    if place == "api-key":
+        options = {"params": {"api-key": key}}
+    else:
+        options = {"headers": {place: f"Bearer {key}" if place == "Authorization" else key}}
+    jwt_headers = {"Authorization": f"Bearer {tenant.jwt}"}
+    before = api.get("/api-keys", headers=jwt_headers).json()["data"]["items"]
+    for response in (
+        api.post("/api-keys", json={"name": "forever"}, **options),
+        api.delete(f"/api-keys/{victim_id}", **options),
+        api.delete(f"/api-keys/{key_id}", **options),
+    ):
+        assert response.status_code == 403, response.text
+        body = response.json()
+        assert (body["success"], body["data"], body["error"]) == (
+            False,
+            None,
+            {"code": "forbidden"},
+        )
+    assert api.get("/api-keys", headers=jwt_headers).json()["data"]["items"] == before
+    assert api.get("/api-keys", **options).status_code == 200  # reading the list is allowed
+    # The user's JWT, in any place a credential may come, does both.
+    for jwt_place in ({"headers": jwt_headers}, {"headers": {"X-API-Key": tenant.jwt}}):
+        made = api.post("/api-keys", json={"name": "by the user"}, **jwt_place)
+        assert made.status_code == 201, made.text
+        revoked = api.delete(f"/api-keys/{made.json()['data']['id']}", **jwt_place)
+        assert revoked.status_code == 200, revoked.text
+
+
 # ---- stream tickets ------------------------------------------------------------------------
 
 
@@ -493,6 +552,23 @@ def test_only_the_admin_key_opens_admin_routes(api, tenant, headers):
     refusal(response, "invalid_credentials")
 
 
+ADMIN_KEY_ELSEWHERE = {
+    "x-api-key": {"headers": {"X-API-Key": ADMIN_KEY}},
+    "query-api-key": {"params": {"api-key": ADMIN_KEY}},
+    "query-token": {"params": {"token": ADMIN_KEY}},
+}
+
+
+@pytest.mark.parametrize("place", ADMIN_KEY_ELSEWHERE)
+def test_the_admin_key_counts_only_as_a_bearer_token(api, place):
+    options = ADMIN_KEY_ELSEWHERE[place]
+    made = api.post("/admin/accounts", json={"name": "x", "currency": "BOB"}, **options)
+    refusal(made, "invalid_credentials")
+    refusal(api.get("/metrics", **options), "invalid_credentials")
+    stats = api.get("/events/stats", **options)  # no admin view, and no account's either
+    assert refusal(stats, "invalid_credentials") == INVALID
+
+
 def test_stats_show_an_account_only_its_own_entry_and_the_admin_all(api):
     one, two = api.new_tenant(), api.new_tenant()
     with api.stream(one), api.stream(two) as b1, api.stream(two) as b2:
@@ -513,7 +589,9 @@ def test_stats_show_an_account_only_its_own_entry_and_the_admin_all(api):
 # ---- the per-account stream limit ------------------------------------------------------------
 
 
-def test_stream_limit_per_account_gives_429_and_a_closed_stream_frees_a_slot(make_server):
+def test_stream_limit_per_account_ends_the_extra_stream_at_once_and_a_closed_one_frees_a_slot(
+    make_server,
+):
     server = make_server(max_streams_per_account=2)
     api = Api(server.base)
     tenant, neighbour = api.new_tenant(), api.new_tenant()
@@ -521,24 +599,24 @@ def test_stream_limit_per_account_gives_429_and_a_closed_stream_frees_a_slot(mak
     try:
         assert [first.next().event, second.next().event] == ["connection", "connection"]
         with api.stream(tenant) as third:
-            assert third.status == 429
-            assert int(third.headers["Retry-After"]) > 0
-            body = third.body_json()
-        assert body["success"] is False and body["data"] is None
-        assert body["error"]["code"] == "too_many_streams"
+            assert third.status == 200  # an EventSource would give up for good on a 429
+            (closed,) = third.until("stream_closed")  # no connection event before it
+            assert third.next() is None
+        assert closed.data["reason"] == "too_many_streams"
+        assert 15000 <= third.retry <= 30000  # long, and jittered
         with api.stream(neighbour) as other:  # another account is not limited by this one
             assert other.status == 200
         first.close()
         deadline = time.monotonic() + 5
         while True:  # the server learns of the disconnect at its next write (heartbeat)
             retry = api.stream(tenant)
-            if retry.status == 200 or time.monotonic() > deadline:
+            opened = retry.next()
+            if opened.event == "connection" or time.monotonic() > deadline:
                 break
             retry.close()
             time.sleep(0.1)
         with retry:
-            assert retry.status == 200
-            assert retry.next().event == "connection"
+            assert opened.event == "connection"
     finally:
         first.close()
         second.close()

@@ -60,6 +60,11 @@ class Watch:
     def headers(self):
         return self.tenant.headers
 
+    @property
+    def user_headers(self):
+        """The user's JWT: managing API keys needs one."""
+        return {"Authorization": f"Bearer {self.tenant.jwt}"}
+
     def snapshot(self):
         """What the tenant can see over REST, and what the database holds."""
         views = {}
@@ -194,6 +199,14 @@ def post(path, body=None, headers=None):
         return w.api.post(path.format(w=w), data=data, headers=headers or w.headers)
 
     return send
+
+
+def post_as_user(path, body):
+    return lambda w: w.api.post(path, data=raw(body), headers=w.user_headers)
+
+
+def delete_as_user(path):
+    return lambda w: w.api.delete(path.format(w=w), headers=w.user_headers)
 
 
 def admin(path, body, headers=ADMIN):
@@ -443,21 +456,21 @@ CASES = [
                  id="movements-limit-abc"),
     pytest.param(get("/accounts/me/movements?cursor=-1"), 422, "validation_failed", "cursor",
                  id="movements-cursor-negative"),
-    pytest.param(post("/api-keys", "{bad"), 400, "invalid_json", None,
+    pytest.param(post_as_user("/api-keys", "{bad"), 400, "invalid_json", None,
                  id="api-key-malformed-json"),
-    pytest.param(post("/api-keys", {}), 422, "validation_failed", "name",
+    pytest.param(post_as_user("/api-keys", {}), 422, "validation_failed", "name",
                  id="api-key-name-missing"),
-    pytest.param(post("/api-keys", {"name": 5}), 422, "validation_failed", "name",
+    pytest.param(post_as_user("/api-keys", {"name": 5}), 422, "validation_failed", "name",
                  id="api-key-name-as-number"),
-    pytest.param(post("/api-keys", {"name": "k", "expiresAt": "2020-01-01T00:00:00Z"}), 422,
+    pytest.param(post_as_user("/api-keys", {"name": "k", "expiresAt": "2020-01-01T00:00:00Z"}), 422,
                  "validation_failed", "expiresAt", id="api-key-expiry-in-the-past"),
-    pytest.param(post("/api-keys", {"name": "k", "expiresAt": "soon"}), 422,
+    pytest.param(post_as_user("/api-keys", {"name": "k", "expiresAt": "soon"}), 422,
                  "validation_failed", "expiresAt", id="api-key-expiry-unparseable"),
-    pytest.param(lambda w: w.api.delete("/api-keys/999999999", headers=w.headers), 404,
+    pytest.param(delete_as_user("/api-keys/999999999"), 404,
                  "not_found", None, id="api-key-revoke-unknown"),
-    pytest.param(lambda w: w.api.delete(f"/api-keys/{w.other.api_key_id}", headers=w.headers),
+    pytest.param(delete_as_user("/api-keys/{w.other.api_key_id}"),
                  404, "not_found", None, id="api-key-revoke-other-accounts"),
-    pytest.param(lambda w: w.api.delete("/api-keys/99999999999999999999999", headers=w.headers),
+    pytest.param(delete_as_user("/api-keys/99999999999999999999999"),
                  404, "not_found", None, id="api-key-revoke-id-beyond-64-bits"),
     pytest.param(post("/auth/login", "[]"), 400, "invalid_json", None, id="login-array-body"),
     pytest.param(post("/auth/login", {"email": 5, "password": "x"}), 422, "validation_failed",

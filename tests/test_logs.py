@@ -1,5 +1,7 @@
 """Structured logs: a JSON line per request and per stream event, a request id, no credential."""
 
+import http.client
+import socket
 import time
 
 import pytest
@@ -50,7 +52,7 @@ def test_stream_open_resume_and_close_are_logged_with_reason_and_duration(logged
     headers = {"Authorization": f"Bearer {key['key']}", "X-Request-ID": "stream-1"}
     with api.stream(headers=headers, params={"lastEventId": f"qr_created_{qr['qrId']}"}) as s:
         s.next()
-        api.delete(f"/api-keys/{key['id']}", headers=tenant.headers)
+        api.delete(f"/api-keys/{key['id']}", headers={"Authorization": f"Bearer {tenant.jwt}"})
         s.until("stream_closed")
     with api.stream(tenant) as plain:
         plain.next()
@@ -99,3 +101,96 @@ def test_no_credential_ever_reaches_the_log(logged):
     leaked = [name for name, secret in secrets.items() if secret in log]
     assert leaked == []
     assert any(e["path"] == "/accounts/me" for e in server.json_log() if e["event"] == "request")
+
+
+# Every atom of gunicorn's access log that can hold a request line, URL, query or header.
+EVERY_ATOM = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(m)s %(U)s ?%(q)s '
+    '"%({authorization}i)s" "%({x-api-key}i)s" "%({cookie}i)s" "%({referer}i)s" '
+    '"%({x-bank-signature}i)s" %({raw_uri}e)s %({query_string}e)s %({path_info}e)s '
+    '"%({http_authorization}e)s" "%({http_x_api_key}e)s" "%({http_cookie}e)s" '
+    '"%({set-cookie}o)s"'
+)
+
+
+def raw_request(server, data):
+    """Bytes no HTTP client would send; gunicorn's answer (a 400 for malformed ones)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        conn.sendall(data)
+        return conn.recv(200)
+
+
+@pytest.mark.parametrize(
+    "to_files", [False, True], ids=["access-and-error-log-on-stdout", "log-files"]
+)
+def test_gunicorn_logs_hold_no_credential_whatever_flags_turn_them_on(make_server, tmp_path,
+                                                                      to_files):  # fmt: skip
+    access, errors = ("-", "-") if not to_files else (tmp_path / "a.log", tmp_path / "e.log")
+    flags = ["--access-logfile", str(access), "--error-logfile", str(errors),
+             "--access-logformat", EVERY_ATOM, "--log-level", "debug"]  # fmt: skip
+    server = make_server(gunicorn_args=flags)
+    api = Api(server.base)
+    tenant = api.new_tenant()
+    key, token = tenant.api_key, tenant.jwt
+    ticket = api.post("/events/ticket", headers=tenant.headers).json()["data"]["ticket"]
+    me = "/accounts/me"
+    for query in (
+        f"api-key={key}",
+        f"token={token}",
+        f"%74oken={token}",
+        f"%61pi-key={key}",
+        f"to%6Ben={token}",
+        f"limit=5&api-key={key}&x=1",
+    ):
+        # http.client sends the target as written (requests would decode "%74" to "t")
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request("GET", f"{me}?{query}")
+        assert conn.getresponse().status == 200, query  # Werkzeug decodes the names
+        conn.close()
+    for headers in (
+        {"Authorization": f"Bearer {key}"},
+        {"Authorization": f"bearer {token}"},
+        {"X-API-Key": key},
+        {"X-API-Key": token, "Cookie": f"qrevents_stream={ticket}; theme=dark"},
+        {"X-API-Key": key, "Referer": f"https://shop.example/pay?token={token}"},
+    ):
+        assert api.get(me, headers=headers).status_code == 200, headers
+    assert api.get(f"/qr/{key}", headers=tenant.headers).status_code in (404, 422)
+    api.post(
+        "/hooks/baneco/notifyPayment", json={}, headers={"Authorization": f"Bearer {BANK_SECRET}"}
+    )
+    api.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    api.post("/auth/login", json={"email": tenant.email, "password": tenant.password})
+    with api.stream(params={"ticket": ticket}) as stream:
+        assert stream.next().event == "connection"
+    malformed = [
+        f"GET {me} HTTP/1.1\r\nHost: x\r\nAuthorization Bearer {key}\r\n\r\n",
+        f"GET {me} HTTP/1.1\r\nHost: x\r\nAuthorization Bearer {BANK_SECRET}\r\n\r\n",
+        f"GET {me} HTTP/1.1\r\nHost: x\r\nX-API-Key\x01: {key}\r\n\r\n",
+        f"GET {me} HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\x01\r\n\r\n",
+        f"GET {me}?api-key={key}\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET {me}?%74oken={token}\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET {me}?ticket={ticket} HTTP/9.9\r\nHost: x\r\n\r\n",
+    ]
+    for data in malformed:
+        assert raw_request(server, data.encode()).startswith(b"HTTP/1.1 4"), data
+    server.stop()  # every line flushed
+
+    logs = {"stdout and stderr": server.log()}
+    if to_files:
+        logs.update(access=access.read_text(), error=errors.read_text())
+    secrets = {
+        "api key": key[4:],
+        "jwt payload": token.split(".")[1],
+        "jwt signature": token.split(".")[2],
+        "ticket": ticket[4:],
+        "admin key": ADMIN_KEY[4:],
+        "bank secret": BANK_SECRET,
+        "password": tenant.password,
+    }
+    leaks = [(name, where) for name, secret in secrets.items() for where, text in logs.items()
+             if secret in text]  # fmt: skip
+    assert leaks == []
+    gunicorn_lines = logs["access"] + logs["error"] if to_files else logs["stdout and stderr"]
+    assert f'"GET {me}?api-key=[scrubbed] HTTP/1.1"' in gunicorn_lines  # the access log was on
+    assert "Invalid HTTP Header" in gunicorn_lines  # and the error log quoted the bad ones

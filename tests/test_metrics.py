@@ -93,7 +93,9 @@ def test_replay_and_close_reasons_are_counted(make_server):
     with api.stream(headers=headers, params={"lastEventId": f"qr_created_{first['qrId']}"}) as s:
         assert s.next().data["replayed"] == 2
         s.take(2)
-        revoked = api.delete(f"/api-keys/{key['id']}", headers=tenant.headers)
+        revoked = api.delete(
+            f"/api-keys/{key['id']}", headers={"Authorization": f"Bearer {tenant.jwt}"}
+        )
         assert revoked.status_code == 200
         assert s.until("stream_closed")[-1].data["reason"] == "key_revoked"
     samples = scrape_once_streams_closed(api)

@@ -193,7 +193,9 @@ def test_key_revoked_through_one_server_ends_its_streams_on_another_within_a_sec
     try:
         doomed.next(), survivor.next()
         started = time.monotonic()
-        revoked = a.delete(f"/api-keys/{other_key['id']}", headers=tenant.headers)
+        revoked = a.delete(
+            f"/api-keys/{other_key['id']}", headers={"Authorization": f"Bearer {tenant.jwt}"}
+        )
         assert revoked.status_code == 200, revoked.text
         closed = doomed.until("stream_closed", timeout=1.0)[-1]
         elapsed = time.monotonic() - started
@@ -237,8 +239,8 @@ def test_stream_limit_and_stats_count_streams_on_every_server(a, b, tenant):
         assert wait_for(lambda: stream_count(b, tenant.account_id) == MAX_STREAMS, timeout=3)
         for api in (a, b):
             with api.stream(tenant) as refused:
-                assert refused.status == 429
-                assert refused.headers["Retry-After"]
+                assert refused.status == 200
+                assert refused.until("stream_closed")[-1].data["reason"] == "too_many_streams"
         own = a.get("/events/stats", headers=tenant.headers).json()["data"]
         assert own["subscriptionsByAccount"] == {str(tenant.account_id): MAX_STREAMS}
         streams.pop(0).close()

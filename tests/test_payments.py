@@ -60,6 +60,39 @@ def test_baneco_wrapped_body_with_static_secret_on_its_own_path(api, tenant):
 
 
 @pytest.mark.parametrize(
+    "payment_date, payment_time, moment, time_of_day",
+    [
+        ("20240101", "10:30:00", "2024-01-01T14:30:00.000Z", "10:30:00"),
+        ("20240101", None, "2024-01-01T04:00:00.000Z", "00:00:00"),
+        ("2024-01-01", "10:30:00", "2024-01-01T14:30:00.000Z", "10:30:00"),
+        ("2024-01-01", None, "2024-01-01T04:00:00.000Z", "00:00:00"),
+        ("2021-06-14T00:00:00", "17:06:29", "2021-06-14T21:06:29.000Z", "17:06:29"),
+        ("2021-06-14T00:00:00.000", "17:06:29", "2021-06-14T21:06:29.000Z", "17:06:29"),
+        ("2021-06-14T00:00:00", None, "2021-06-14T04:00:00.000Z", "00:00:00"),
+        ("2021-06-14T17:06:29", None, "2021-06-14T21:06:29.000Z", "17:06:29"),
+        ("2021-06-14T17:06:29-04:00", None, "2021-06-14T21:06:29.000Z", "17:06:29"),
+        ("2021-06-14T21:06:29.000Z", None, "2021-06-14T21:06:29.000Z", "21:06:29"),
+        ("2021-06-14T21:06:29Z", "17:06:29", "2021-06-14T21:06:29.000Z", "17:06:29"),
+        ("2021-06-14T00:00:00Z", "17:06:29", "2021-06-14T17:06:29.000Z", "17:06:29"),
+    ],
+    ids=["yyyyMMdd-with-time", "yyyyMMdd-alone", "yyyy-MM-dd-with-time", "yyyy-MM-dd-alone",
+         "baneco-midnight-with-time", "baneco-midnight-ms-with-time", "midnight-alone",
+         "naive-date-time", "la-paz-offset", "utc", "utc-keeps-its-time",
+         "utc-midnight-with-time"],
+)  # fmt: skip
+def test_bank_dates_without_an_offset_are_la_paz_time(api, tenant, payment_date, payment_time,
+                                                      moment, time_of_day):  # fmt: skip
+    qr = api.create_qr(tenant, "20.00", singleUse=False)
+    fields = {"paymentDate": payment_date}
+    if payment_time is not None:
+        fields["paymentTime"] = payment_time
+    response = api.bank("/bank/payments", {"payment": payment_body(qr["qrId"], "20.00", **fields)})
+    assert response.status_code == 200, response.text
+    payment = response.json()["data"]
+    assert (payment["paymentDate"], payment["paymentTime"]) == (moment, time_of_day)
+
+
+@pytest.mark.parametrize(
     "setup, reason",
     [
         ("amount_mismatch", "amount_mismatch"),

@@ -1,9 +1,12 @@
 """The wire as a client meets it: headers, retry, connection, heartbeats, every event's shape."""
 
+import json
 import re
+import time
 from datetime import UTC
 
 import pytest
+import requests
 
 CONNECTION_KEYS = {
     "message",
@@ -188,3 +191,54 @@ def test_stream_ticket_works_once_and_keeps_the_credentials_kind(api, tenant):
     with api.stream(params={"ticket": ticket}) as again:
         assert again.status == 401
         assert again.body_json()["error"]["code"] == "invalid_credentials"
+
+
+# Every character str.splitlines() breaks a line at, besides CR and LF.
+LINE_BREAKERS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+FIELDS = {"retry", "event", "data", "id"}
+EVENT_TYPES = {"connection", "heartbeat", "qr_created", "qr_payment", "qr_status_change",
+               "account_balance_update", "stream_closed"}  # fmt: skip
+
+
+def lines_as_python_clients_read_them(api, tenant, when_connected=None, params=None):
+    """``(field, value)`` lines up to the frame that carries the payment's ``senderName``,
+    read with ``requests``' ``iter_lines(decode_unicode=True)``, which splits where
+    ``str.splitlines()`` does."""
+    url = api.url("/events/stream")
+    deadline = time.monotonic() + 5
+    with requests.get(url, headers=tenant.headers, params=params, stream=True, timeout=5) as r:
+        assert r.encoding.lower() == "utf-8"
+        lines, frame = [], []
+        for line in r.iter_lines(decode_unicode=True):
+            assert time.monotonic() < deadline, f"no payment frame within 5 s: {lines}"
+            if line:
+                field, _, value = line.partition(": ")
+                lines.append((field, value))
+                frame.append((field, value))
+                continue
+            if any(field == "data" and '"senderName"' in value for field, value in frame):
+                return lines
+            if ("event", "connection") in frame and when_connected is not None:
+                when_connected()
+            frame = []
+    raise AssertionError(f"the stream ended before the payment: {lines}")
+
+
+def test_unicode_line_breaks_in_data_inject_no_field_live_or_replayed(api, tenant):
+    sender = "Ana\u2028event: injected\u2029id: forged\x85retry: 1\x0bdata: {}" + LINE_BREAKERS
+    qr = api.create_qr(tenant)
+
+    def pay():
+        paid = api.pay(qr["qrId"], senderName=sender)
+        assert paid.status_code == 200, paid.text
+
+    live = lines_as_python_clients_read_them(api, tenant, when_connected=pay)
+    replayed = lines_as_python_clients_read_them(
+        api, tenant, params={"lastEventId": f"qr_created_{qr['qrId']}"}
+    )
+    for lines in (live, replayed):
+        assert {field for field, _ in lines} <= FIELDS, lines
+        assert {value for field, value in lines if field == "event"} <= EVENT_TYPES, lines
+        assert "forged" not in [value for field, value in lines if field == "id"], lines
+        data = [json.loads(value) for field, value in lines if field == "data"]
+        assert data[-1]["senderName"] == sender  # the same string back, once decoded

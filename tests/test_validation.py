@@ -434,3 +434,16 @@ def test_every_reader_takes_any_json_value_without_raising(reader, options, valu
     assert (result is None) or ("field" not in fields.errors)
     if "field" in fields.errors:
         assert isinstance(fields.errors["field"], str)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["2024011", "20241301", "2024-02-30", "١٢٣٤٥٦٧٨", "yesterday", "", 20240101,
+     "9999-12-31T23:00:00", "0001-01-01T01:00:00+05:00"],
+    ids=["seven-digits", "month-13", "feb-30", "arabic-indic-digits", "word", "empty",
+         "number", "la-paz-past-9999", "offset-before-year-1"],
+)  # fmt: skip
+def test_bank_moment_names_the_date_it_cannot_place(raw):
+    fields = Fields({"paymentDate": raw, "paymentTime": "10:30:00"})
+    assert fields.bank_moment("paymentDate", "paymentTime") == (None, None)
+    assert set(fields.errors) == {"paymentDate"}

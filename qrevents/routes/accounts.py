@@ -2,7 +2,7 @@
 
 from flask import Blueprint
 
-from ..auth import authenticate, forbid_unless_user
+from ..auth import authenticate, require_user_jwt
 from ..envelope import success
 from ..resources import account_json, api_key_json, movement_json, page_json
 from ..services import accounts
@@ -29,7 +29,7 @@ def movements():
 @bp.post("/api-keys")
 def create_api_key():
     identity = authenticate()
-    forbid_unless_user(identity)
+    require_user_jwt(identity)
     fields = Fields(json_object())
     name = fields.string("name", max_length=120)
     expires_at = fields.moment("expiresAt", required=False)
@@ -54,6 +54,6 @@ def list_api_keys():
 @bp.delete(f"/api-keys/<int(max={MAX_ID}):key_id>")
 def revoke_api_key(key_id):
     identity = authenticate()
-    forbid_unless_user(identity)
+    require_user_jwt(identity)
     key = accounts.revoke_api_key(identity.account_id, key_id)
     return success("API key revocada", api_key_json(key))
