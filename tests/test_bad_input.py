@@ -330,7 +330,7 @@ CASES = [
     pytest.param(post("/qr/{w.cancelled_qr[qrId]}/cancel"), 409, "invalid_transition", None,
                  id="qr-cancel-already-cancelled"),
     # ---- POST /bank/payments: who sends it
-    # Unsigned: a trigger to ask the bank, which knows nothing of this payment (SPEC §9).
+    # Unsigned: a trigger to ask the bank, which knows nothing of this payment (docs/BANKS.md).
     pytest.param(pay_signed(), 409, "payment_not_confirmed", None, id="pay-unsigned"),
     pytest.param(pay_signed(timestamp=-400), 401, "invalid_signature", None,
                  id="pay-signature-older-than-300s"),
