@@ -26,7 +26,11 @@ run: $(RUNTIME)
 	$(BIN)/flask --app app demo
 	$(BIN)/gunicorn app:app
 
-test: $(DEV) lint
+# The npm EventSource client of tests/test_real_clients.py, as pinned by its lock file.
+tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
+	cd tests/js && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+
+test: $(DEV) lint tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 lint: $(DEV)

@@ -58,6 +58,21 @@ class ScrubbingLogger(Logger):
 
 logger_class = ScrubbingLogger
 
+# The stream routes, under any mount point.
+_STREAM_PATH = re.compile(r"/(?:api/)?events/stream\Z")
+
+
+def pre_request(worker, req):
+    """Every stream response closes its connection when it ends (``Connection: close``).
+
+    A stream that ended (``stream_closed``) often ended because its worker is draining; a
+    client that sent its next request on that keep-alive connection would reach the draining
+    worker again. gunicorn drops a Connection header set by the app (WSGI forbids it), so the
+    request itself is marked here, before gunicorn writes the response's headers.
+    """
+    if _STREAM_PATH.search(req.path or ""):
+        req.must_close = True
+
 
 def on_starting(server):
     """Several workers share events only through Redis: refuse to start without it."""

@@ -1,12 +1,20 @@
-"""Who is calling: API keys, JWTs, stream tickets and the admin key, from any accepted place.
+"""Who is calling: API keys, JWTs, stream tickets, stream cookies and the admin key.
 
 The kind of a credential is told by the credential itself (API keys start ``qrk_``, JWTs
 have three dot-separated parts), not by where it came. Every check is made at every
 request and every stream connection.
+
+Tickets and stream cookies stand in for the credential that asked for them, so that a
+browser's EventSource never carries a long-lived key or JWT in its URL. Both are rows of
+``StreamTicket`` (only their hash is kept), told apart by their prefix: a ticket
+(``qrt_``) opens one connection; a stream cookie (``qrc_``) opens any number until it
+expires, which is never after its credential does, and is refused once that key is
+revoked or its user or account deactivated.
 """
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +33,11 @@ from .errors import Forbidden, Unauthorized
 API_KEY_PREFIX = "qrk_"
 TICKET_PREFIX = "qrt_"
 TICKET_SECONDS = 60
+STREAM_COOKIE_PREFIX = "qrc_"
+# One cookie per account (``qrevents_stream_<accountId>``): tabs signed in to different
+# accounts each reconnect with their own.
+STREAM_COOKIE_NAME = "qrevents_stream_"
+ACCOUNT_ID = re.compile(r"[0-9]{1,18}")  # as a cookie name's suffix or ?accountId=
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +76,18 @@ def _credential():
     return None, None
 
 
-def authenticate(*, allow_ticket=False):
-    """The identity behind the request's credential; ``Unauthorized`` with a code otherwise."""
-    if allow_ticket and request.args.get("ticket"):
+def authenticate(*, for_stream=False):
+    """The identity behind the request's credential; ``Unauthorized`` with a code otherwise.
+
+    ``for_stream``: a ticket counts too, and a stream cookie when no other credential came.
+    """
+    if for_stream and request.args.get("ticket"):
         return redeem_ticket(request.args["ticket"])
     credential, source = _credential()
+    if not credential and for_stream:
+        cookie = _stream_cookie()
+        if cookie is not None:
+            return redeem_stream_cookie(*cookie)
     if not credential:
         raise Unauthorized("Se requieren credenciales", code="missing_credentials")
     if credential.startswith(API_KEY_PREFIX):
@@ -167,25 +187,39 @@ def _jwt_identity(token, source):
 def issue_ticket(identity):
     """A single-use stream ticket, valid 60 s, standing for ``identity``."""
     ticket = TICKET_PREFIX + secrets.token_urlsafe(32)
-    now = utcnow()
+    _stand_in_for(identity, ticket, utcnow() + timedelta(seconds=TICKET_SECONDS))
+    return ticket, TICKET_SECONDS
+
+
+def issue_stream_cookie(identity, longest_seconds):
+    """``(value, expires_at)`` of a stream cookie standing for ``identity``: valid until the
+    credential expires, and ``longest_seconds`` at most (a key may never expire)."""
+    value = STREAM_COOKIE_PREFIX + secrets.token_urlsafe(32)
+    expires_at = utcnow() + timedelta(seconds=longest_seconds)
+    if identity.expires_at is not None:
+        expires_at = min(expires_at, identity.expires_at)
+    _stand_in_for(identity, value, expires_at)
+    return value, expires_at
+
+
+def _stand_in_for(identity, secret, expires_at):
     StreamTicket.create(
-        ticket_hash=hash_secret(ticket),
+        ticket_hash=hash_secret(secret),
         account=identity.account_id,
         user=identity.user_id,
         api_key=identity.api_key_id,
         auth_type=identity.auth_type,
         token_source=identity.token_source,
         credential_expires_at=identity.expires_at,
-        expires_at=now + timedelta(seconds=TICKET_SECONDS),
+        expires_at=expires_at,
     )
-    return ticket, TICKET_SECONDS
 
 
 def redeem_ticket(ticket):
     """The identity a ticket stands for; the ticket is spent even if the check then fails."""
     digest = hash_secret(ticket)
     now = utcnow()
-    spent = (
+    spent = ticket.startswith(TICKET_PREFIX) and (
         StreamTicket.update(used_at=now)
         .where(
             (StreamTicket.ticket_hash == digest)
@@ -196,7 +230,47 @@ def redeem_ticket(ticket):
     )
     if spent != 1:
         raise Unauthorized("El ticket es desconocido, ya se usó o expiró")
-    row = StreamTicket.get(StreamTicket.ticket_hash == digest)
+    return _stand_in_identity(StreamTicket.get(StreamTicket.ticket_hash == digest), now)
+
+
+def _stream_cookie():
+    """``(account id, value)`` of the stream cookie to use, or None.
+
+    ``?accountId=`` names the account when the browser holds cookies of several."""
+    cookies = {
+        name.removeprefix(STREAM_COOKIE_NAME): value
+        for name, value in request.cookies.items()
+        if name.startswith(STREAM_COOKIE_NAME)
+    }
+    wanted = request.args.get("accountId")
+    if wanted is not None:
+        return (wanted, cookies[wanted]) if wanted in cookies else None
+    if len(cookies) > 1:
+        raise Unauthorized(
+            "Hay cookies de stream de varias cuentas: indique ?accountId=",
+            code="missing_credentials",
+        )
+    return next(iter(cookies.items()), None)
+
+
+def redeem_stream_cookie(account_id, value):
+    """The identity a stream cookie of ``account_id`` stands for (it stays valid)."""
+    now = utcnow()
+    row = None
+    if value.startswith(STREAM_COOKIE_PREFIX) and ACCOUNT_ID.fullmatch(account_id):
+        row = StreamTicket.get_or_none(
+            (StreamTicket.ticket_hash == hash_secret(value))
+            & (StreamTicket.account == int(account_id))
+        )
+    if row is None:
+        raise Unauthorized("La cookie de stream no es válida")
+    if row.expires_at <= now:
+        raise Unauthorized("La cookie de stream expiró", code="token_expired")
+    return _stand_in_identity(row, now)
+
+
+def _stand_in_identity(row, now):
+    """The identity of a ticket's or cookie's row, if its credential is still valid."""
     account = Account.get_by_id(row.account_id)
     user = User.get_or_none(User.id == row.user_id) if row.user_id else None
     if not account.active or (user is not None and not user.active):

@@ -21,6 +21,8 @@ DEFAULTS = {
     "MAX_STREAMS_PER_ACCOUNT": 100,
     "EVENT_RETENTION_DAYS": 7,
     "JWT_EXPIRES_SECONDS": 3600,
+    # The longest a stream cookie lives (a working day); never past its credential's expiry.
+    "STREAM_COOKIE_SECONDS": 43200,
     "EXPIRY_SWEEP_SECONDS": 5.0,
     "RECONCILE_SECONDS": 1.0,
     "RETENTION_SWEEP_SECONDS": 3600.0,  # how often each worker prunes the event log

@@ -46,10 +46,6 @@ class Conflict(ApiError):
     status, code, message = 409, "conflict", "En conflicto con el estado actual"
 
 
-class TooManyStreams(ApiError):
-    status, code, message = 429, "too_many_streams", "Demasiados streams abiertos para esta cuenta"
-
-
 class TooManyRequests(ApiError):
     status, code, message = 429, "rate_limited", "Demasiadas solicitudes"
 

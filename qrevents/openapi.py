@@ -7,7 +7,7 @@ than the code: anything they forbid, the server refuses.
 """
 
 from . import __version__
-from .sse import CLOSE_REASONS
+from .sse import CLOSE_REASONS, RESYNC_REASONS
 
 SAFE_ID_PATTERN = "^[A-Za-z0-9_.:-]{1,64}$"
 EMAIL_PATTERN = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$"
@@ -163,7 +163,14 @@ SCHEMAS = {
             "accountId": INTEGER,
         }
     ),
-    "Ticket": _object({"ticket": STRING, "expiresIn": INTEGER}),
+    "Ticket": _object(
+        {
+            "ticket": STRING,
+            "expiresIn": INTEGER,
+            "accountId": INTEGER,
+            "cookieExpiresIn": INTEGER,
+        }
+    ),
     "Stats": _object(
         {
             "totalConnections": INTEGER,
@@ -201,6 +208,13 @@ def _json(schema, description, headers=None):
         response["headers"] = headers
     return response
 
+
+SET_COOKIE = {
+    "Set-Cookie": {
+        "description": "The stream cookie, once per stream path",
+        "schema": STRING,
+    }
+}
 
 RETRY_AFTER = {
     "Retry-After": {
@@ -258,6 +272,7 @@ SECURITY = {
         {"apiKeyQuery": []},
         {"tokenQuery": []},
         {"ticketQuery": []},
+        {"streamCookie": []},
     ],
     "admin": [{"admin": []}],
     "stats": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []}, {"tokenQuery": []}],
@@ -460,6 +475,9 @@ EVENT_DATA = {
     "stream_closed": _event(
         {"reason": {"type": "string", "enum": list(CLOSE_REASONS)}, "timestamp": MOMENT}
     ),
+    "resync_required": _event(
+        {"lastEventId": STRING, "reason": {"type": "string", "enum": list(RESYNC_REASONS)}}
+    ),
 }
 
 # Durable events' SSE ids: (template, pattern); the others carry no ``id:`` line.
@@ -487,9 +505,16 @@ STREAM_DESCRIPTION = """\
 Server-Sent Events of the caller's account. The first bytes are a `retry:` line and the
 `connection` event. Durable events (`qr_*`, `account_balance_update`) carry an SSE `id:`;
 reconnect with `Last-Event-ID` (header) or `?lastEventId=` to get every missed event once, in
-order, then live ones. `connection`, `heartbeat` and `stream_closed` carry no id. The server
-ends a stream with `stream_closed` (reason `token_expired`, `key_revoked`, `server_shutdown`
-or `slow_consumer`). Event types, ids and data keys: `x-sse-events`."""
+order, then live ones. When the given id cannot be resumed, `resync_required` follows
+`connection` (reason `unknown` or `expired`): reload state over REST. `connection`,
+`heartbeat`, `resync_required` and `stream_closed` carry no id. The server ends a stream with
+`stream_closed` (reason `token_expired`, `key_revoked`, `server_shutdown`, `slow_consumer`,
+`overloaded`, `too_many_streams` or `replay_failed`), then closes the connection
+(`Connection: close`). A stream refused for a passing reason (the server is draining, no
+database connection in time, the account's stream limit, a replay that cannot be read) is
+also a 200: a jittered `retry:` (15-30 s for the limit, 1-3 s otherwise), `stream_closed`,
+and the end, because a browser's EventSource gives up for good on any other status. Only a
+credential failure is an HTTP error (401). Event types, ids and data keys: `x-sse-events`."""
 
 
 def _stream_operation():
@@ -501,18 +526,21 @@ def _stream_operation():
                 "content": {"text/event-stream": {"schema": STRING}},
             }
         },
-        503,
         params=[
             {"name": "lastEventId", "in": "query", "schema": STRING},
             {"name": "Last-Event-ID", "in": "header", "schema": STRING},
             {"name": "ticket", "in": "query", "schema": STRING},
+            {
+                "name": "accountId",
+                "in": "query",
+                "description": "Which stream cookie to use when the browser holds several",
+                "schema": INTEGER,
+            },
         ],
         security="stream",
         tags=["events"],
     )
-    operation["responses"]["429"]["description"] = (
-        "Too many open streams for this account (`too_many_streams`), or rate limited"
-    )
+    del operation["responses"]["429"]  # the stream is not rate limited; its limit is a 200
     operation["x-sse-events"] = _event_catalog()
     return operation
 
@@ -700,8 +728,17 @@ def _paths():
     )
     stats["security"] = SECURITY["stats"] + SECURITY["admin"]
     ticket = _operation(
-        "A single-use ticket, valid 60 s, for `?ticket=` on the stream",
-        {201: ok(_envelope(_ref("Ticket")), "Issued")},
+        "A single-use ticket, valid 60 s, for `?ticket=` on the stream, and the stream cookie",
+        {
+            201: ok(
+                _envelope(_ref("Ticket")),
+                "Issued. Also sets the stream cookie `qrevents_stream_<accountId>` (HttpOnly, "
+                "SameSite=Strict, Secure in production, Path each stream route) that opens "
+                "streams until `cookieExpiresIn` seconds: never past the credential's expiry, "
+                "and refused once its API key is revoked",
+                headers=SET_COOKIE,
+            )
+        },
         tags=["events"],
     )
     stream = _stream_operation()
@@ -817,7 +854,14 @@ SECURITY_SCHEMES = {
         "type": "apiKey",
         "in": "query",
         "name": "ticket",
-        "description": "From `POST /events/ticket`: single use, 60 s; the stream only",
+        "description": "From `POST /events/ticket`: one connection, 60 s; the stream only",
+    },
+    "streamCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "qrevents_stream_<accountId>",
+        "description": "Set by `POST /events/ticket`; used when no other credential is given, "
+        "so a native EventSource reconnects by itself; the stream only",
     },
     "admin": {
         "type": "http",

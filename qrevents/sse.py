@@ -9,6 +9,7 @@ import random
 import re
 import string
 import time
+from datetime import UTC, datetime, timedelta
 
 import simplejson
 
@@ -19,7 +20,24 @@ from .money import from_cents
 SAFE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 
 DURABLE_TYPES = ("qr_created", "qr_payment", "qr_status_change", "account_balance_update")
-CLOSE_REASONS = ("token_expired", "key_revoked", "server_shutdown", "slow_consumer")
+CLOSE_REASONS = (
+    "token_expired",
+    "key_revoked",
+    "server_shutdown",
+    "slow_consumer",
+    "overloaded",
+    "too_many_streams",
+    "replay_failed",
+)
+RESYNC_REASONS = ("unknown", "expired")
+# The shapes of our durable ids (see the builders below); the time in a status change's and a
+# balance update's id, and the UTC date heading a qrId, say when the event was written.
+DURABLE_ID = re.compile(
+    r"(?:qr_created_(?P<qr_date>\d{6})\d{14}"
+    r"|qr_payment_[A-Za-z0-9_.:-]{1,64}"
+    r"|qr_status_change_\d{20}_(?P<status_ms>\d{13})"
+    r"|balance_update_(?P<balance_ms>\d{13})_\d{1,19})\Z"
+)
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -42,6 +60,12 @@ def http_chunk(data):
 def retry_frame(retry_ms):
     """The reconnection delay a client should use."""
     return f"retry: {int(retry_ms)}\n\n".encode()
+
+
+def jittered_retry_frame(low_ms, high_ms):
+    """A reconnection delay drawn in ``[low_ms, high_ms]``: clients a restart or a limit sent
+    away together do not all come back in the same instant."""
+    return retry_frame(random.randint(low_ms, high_ms))
 
 
 def new_connection_id():
@@ -78,6 +102,34 @@ def heartbeat_frame(connection_id):
 
 def stream_closed_frame(reason):
     return encode_frame("stream_closed", dumps({"reason": reason, "timestamp": iso(utcnow())}))
+
+
+def resync_required_frame(last_event_id, reason):
+    """The client's Last-Event-ID cannot be resumed (``reason`` in RESYNC_REASONS): it must
+    reload state over REST. The id is the client's own text, so line separators that a
+    Python client would split on are escaped as well (JSON already escapes CR and LF)."""
+    data = dumps({"lastEventId": last_event_id, "reason": reason})
+    for char in ("\u2028", "\u2029", "\x85"):
+        data = data.replace(char, f"\\u{ord(char):04x}")
+    return encode_frame("resync_required", data)
+
+
+def latest_time_of_durable_id(event_id):
+    """The latest time (naive UTC) at which an id of our shape says its event was written,
+    or None: a payment's id is the bank's transaction id and tells no time; a qrId tells
+    its day only, so the end of that day."""
+    match = DURABLE_ID.match(event_id)
+    if match is None:
+        return None
+    if match["qr_date"]:
+        try:
+            return datetime.strptime(match["qr_date"], "%y%m%d") + timedelta(days=1)
+        except ValueError:
+            return None
+    stamp = match["status_ms"] or match["balance_ms"]
+    if stamp is None:
+        return None
+    return datetime.fromtimestamp(int(stamp) / 1000, UTC).replace(tzinfo=None)
 
 
 # Durable events: (event type, SSE id, data) for the event log.

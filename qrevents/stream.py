@@ -25,6 +25,15 @@ from .clock import utcnow
 from .services.eventlog import frames_between
 
 REPLAY_BATCH = 500
+# The reconnection delay (ms, drawn in this range) of a stream ended or refused for a passing
+# reason: short when a restarted or another worker can take the client soon, long for the
+# per-account limit. Jitter keeps the clients sent away together from returning together.
+RETRY_RANGE_MS = {
+    "server_shutdown": (1000, 3000),
+    "overloaded": (1000, 3000),
+    "replay_failed": (1000, 3000),
+    "too_many_streams": (15000, 30000),
+}
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,17 @@ def chunked_connection(environ):
     return None
 
 
+def refused_stream(reason, request_id=None):
+    """The whole body of a stream refused for a passing reason (a key of RETRY_RANGE_MS).
+
+    A browser's EventSource gives up for good on any answer but a 200 event stream, and
+    reconnects after the normal end of one: so the refusal is such a stream, ended at once.
+    """
+    metrics.STREAMS_CLOSED.labels(reason).inc()
+    logs.log_event("stream_refused", requestId=request_id, reason=reason)
+    return sse.jittered_retry_frame(*RETRY_RANGE_MS[reason]) + sse.stream_closed_frame(reason)
+
+
 class EventStream:
     """An iterable WSGI body; gunicorn calls ``close`` when the stream ends or breaks."""
 
@@ -57,6 +77,7 @@ class EventStream:
         *,
         resume_seq,
         replay_head=None,
+        resync=None,
         retry_ms,
         heartbeat_seconds,
         request_id=None,
@@ -67,6 +88,7 @@ class EventStream:
         self.identity = identity
         self.resume_seq = resume_seq
         self.replay_head = replay_head  # the first replay batch, read with the handshake
+        self.resync = resync  # (Last-Event-ID, reason) when the client's id cannot be resumed
         self.retry_ms = retry_ms
         self.heartbeat_seconds = heartbeat_seconds
         self.connection_id = sse.new_connection_id()
@@ -111,13 +133,19 @@ class EventStream:
         )
 
     def _generate(self):
-        yield sse.retry_frame(self.retry_ms) + sse.connection_frame(
+        preamble = sse.retry_frame(self.retry_ms) + sse.connection_frame(
             self.identity,
             self.connection_id,
             resumed=self.resume_seq is not None,
             replayed=self.replay_count,
         )
+        if self.resync is not None:
+            preamble += sse.resync_required_frame(*self.resync)
+        yield preamble
         if self.resume_seq is not None and not (yield from self._replay()):
+            yield sse.jittered_retry_frame(*RETRY_RANGE_MS["replay_failed"]) + (
+                sse.stream_closed_frame("replay_failed")
+            )
             return
         # The live loop runs in this generator's own frame, not behind a ``yield from``: a
         # parked stream's saved stack is one interpreter level shorter (about 0.6 KB).
@@ -161,7 +189,8 @@ class EventStream:
 
     def _replay(self):
         """Every missed event up to where live delivery starts, in batches; False if a batch
-        could not be read (the stream then ends, and the client resumes from what it has)."""
+        could not be read (the stream then ends with ``replay_failed``, and the client resumes
+        from what it has)."""
         after, upto = self.resume_seq, self.sub.start_seq
         batch, self.replay_head = self.replay_head, None
         while after < upto and not self.sub.closing:
@@ -182,8 +211,12 @@ class EventStream:
 
     def _closing_frames(self, reason):
         # On shutdown the client may keep what was already queued; a revoked key may not.
-        pending = b"".join(self.sub.take()) if reason == "server_shutdown" else b""
-        return pending + sse.stream_closed_frame(reason)
+        if reason != "server_shutdown":
+            return sse.stream_closed_frame(reason)
+        pending = b"".join(self.sub.take())
+        # Every stream of the worker ends now: spread their reconnections.
+        retry = sse.jittered_retry_frame(*RETRY_RANGE_MS[reason])
+        return pending + retry + sse.stream_closed_frame(reason)
 
     def _expiry_deadline(self):
         if self.identity.expires_at is None:

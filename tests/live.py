@@ -268,6 +268,8 @@ class SSEClient:
             self.conn.sock.connect((host, int(port)))
         target = path + ("?" + urlencode(params) if params else "")
         self.conn.request("GET", target, headers=headers or {})
+        # Kept: a "Connection: close" answer (every stream's) detaches it from ``conn``.
+        self.sock = self.conn.sock
         self.response = self.conn.getresponse()
         self.status = self.response.status
         self.headers = self.response.headers
@@ -280,7 +282,7 @@ class SSEClient:
 
     def next(self, timeout=5):
         """The next event (heartbeats included); None when the server ended the stream."""
-        self.conn.sock.settimeout(timeout)
+        self.sock.settimeout(timeout)
         fields, data = {}, []
         while True:
             line = self.response.readline()
@@ -349,6 +351,7 @@ class SSEClient:
         return got
 
     def close(self):
+        self.response.close()
         self.conn.close()
 
     def __enter__(self):

@@ -513,7 +513,9 @@ def test_stats_show_an_account_only_its_own_entry_and_the_admin_all(api):
 # ---- the per-account stream limit ------------------------------------------------------------
 
 
-def test_stream_limit_per_account_gives_429_and_a_closed_stream_frees_a_slot(make_server):
+def test_stream_limit_per_account_ends_the_extra_stream_at_once_and_a_closed_one_frees_a_slot(
+    make_server,
+):
     server = make_server(max_streams_per_account=2)
     api = Api(server.base)
     tenant, neighbour = api.new_tenant(), api.new_tenant()
@@ -521,24 +523,24 @@ def test_stream_limit_per_account_gives_429_and_a_closed_stream_frees_a_slot(mak
     try:
         assert [first.next().event, second.next().event] == ["connection", "connection"]
         with api.stream(tenant) as third:
-            assert third.status == 429
-            assert int(third.headers["Retry-After"]) > 0
-            body = third.body_json()
-        assert body["success"] is False and body["data"] is None
-        assert body["error"]["code"] == "too_many_streams"
+            assert third.status == 200  # an EventSource would give up for good on a 429
+            (closed,) = third.until("stream_closed")  # no connection event before it
+            assert third.next() is None
+        assert closed.data["reason"] == "too_many_streams"
+        assert 15000 <= third.retry <= 30000  # long, and jittered
         with api.stream(neighbour) as other:  # another account is not limited by this one
             assert other.status == 200
         first.close()
         deadline = time.monotonic() + 5
         while True:  # the server learns of the disconnect at its next write (heartbeat)
             retry = api.stream(tenant)
-            if retry.status == 200 or time.monotonic() > deadline:
+            opened = retry.next()
+            if opened.event == "connection" or time.monotonic() > deadline:
                 break
             retry.close()
             time.sleep(0.1)
         with retry:
-            assert retry.status == 200
-            assert retry.next().event == "connection"
+            assert opened.event == "connection"
     finally:
         first.close()
         second.close()

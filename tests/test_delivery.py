@@ -85,8 +85,10 @@ def test_unknown_last_event_id_is_not_resumed(api, tenant, last_id):
     api.create_qr(tenant)
     with api.stream(headers={**tenant.headers, "Last-Event-ID": last_id}) as stream:
         connection = stream.next()
-        assert stream.quiet_for(0.4) == []
+        (resync,) = stream.quiet_for(0.4)  # and nothing replayed
     assert connection.data["resumed"] is False and connection.data["replayed"] == 0
+    assert resync.event == "resync_required" and resync.id is None
+    assert resync.data == {"lastEventId": last_id, "reason": "unknown"}
 
 
 def test_another_accounts_event_id_does_not_resume(api):
@@ -96,8 +98,9 @@ def test_another_accounts_event_id_does_not_resume(api):
     headers = {**alice.headers, "Last-Event-ID": f"qr_created_{bob_qr['qrId']}"}
     with api.stream(headers=headers) as stream:
         connection = stream.next()
-        assert stream.quiet_for(0.3) == []
+        (resync,) = stream.quiet_for(0.3)  # and nothing of bob's
     assert connection.data["resumed"] is False
+    assert resync.event == "resync_required" and resync.data["reason"] == "unknown"
 
 
 def test_events_committed_during_replay_are_neither_lost_nor_duplicated(api, tenant):

@@ -4,6 +4,7 @@ The test's config is the shipped one with only its addresses and file paths move
 test's folder (ports, logs, pid, temp files); every proxy rule is the file's own.
 """
 
+import http.client
 import os
 import re
 import shutil
@@ -29,14 +30,28 @@ def nginx_binary():
     )
 
 
-def derived_config(folder, upstream_port, listen_port):
-    """The shipped config, listening and logging where a test may."""
+def derived_config(folder, upstream_port, listen_port, tls_port):
+    """The shipped config, listening, logging and finding its certificate where a test may."""
     text = CONF.read_text()
     text = text.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
     text = text.replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
+    text = text.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{tls_port} ssl http2;")
+    text = text.replace("/etc/ssl/qrevents/", f"{folder}/")
     text = text.replace("/var/log/nginx/", f"{folder}/")
     temp_paths = "".join(f"    {name}_temp_path {folder}/{name};\n" for name in TEMP_DIRS)
     return text.replace("http {\n", "http {\n" + temp_paths, 1)
+
+
+def self_signed_certificate(folder):
+    """``fullchain.pem`` and ``privkey.pem`` for 127.0.0.1, valid one day (openssl CLI)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        + ["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"]
+        + ["-keyout", str(folder / "privkey.pem"), "-out", str(folder / "fullchain.pem")],
+        check=True,
+        capture_output=True,
+    )
 
 
 class Nginx:
@@ -44,13 +59,17 @@ class Nginx:
 
     def __init__(self, folder, upstream_port):
         self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.tls_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.tls_base = f"https://127.0.0.1:{self.tls_port}"
         self.conf = self.folder / "nginx.conf"
-        self.conf.write_text(derived_config(self.folder, upstream_port, self.port))
+        self_signed_certificate(self.folder)
+        self.conf.write_text(derived_config(self.folder, upstream_port, self.port, self.tls_port))
         self.process = None
 
-    def start(self):
+    def _spawn(self):
         # As root, workers would switch to "nobody", who may not enter the test's folder.
         directives = f"daemon off; pid {self.folder}/nginx.pid;"
         if os.geteuid() == 0:
@@ -61,12 +80,27 @@ class Nginx:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
+
+    def start(self):
+        self._spawn()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nginx exited: {self.errors()}")
             try:
                 requests.get(self.base + "/health", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"nginx did not answer: {self.errors()}")
+
+    def start_without_upstream(self):
+        """Start when no upstream answers (start() waits for /health through it)."""
+        self._spawn()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.base + "/", timeout=1)
                 return self
             except requests.ConnectionError:
                 time.sleep(0.05)
@@ -120,6 +154,60 @@ def test_shipped_config_follows_the_rules_for_sse():
     read_timeout = int(re.search(r"proxy_read_timeout (\d+)s;", stream_block).group(1))
     assert read_timeout > 2 * 30  # above the default heartbeat, with room for one miss
     assert "proxy_set_header" not in stream_block  # it would drop the server's headers
+    assert "error_page 502 503 504 = @closed;" in stream_block
+    assert "proxy_intercept_errors on;" in stream_block  # the upstream's own 503 too
+    assert re.search(r"proxy_next_upstream error timeout http_502 http_503 http_504;", text)
+    closed = text[text.index("location @closed") :]
+    assert closed[: closed.index("}")].split("{")[1].split() == ["return", "444;"]
+    assert "listen 443 ssl http2;" in text
+
+
+def test_a_stream_that_finds_no_upstream_gets_its_connection_closed_not_a_502(tmp_path):
+    """An EventSource gives up for good on a 502; on a closed connection it retries."""
+    nobody = free_port()  # nothing listens there: the upstream is down
+    nginx = Nginx(tmp_path, nobody).start_without_upstream()
+    try:
+        with pytest.raises(http.client.RemoteDisconnected):
+            Api(nginx.base).stream(params={"api-key": "qrk_whatever"})
+        assert requests.get(nginx.base + "/health", timeout=5).status_code == 502  # REST: as is
+    finally:
+        nginx.stop()
+
+
+def test_a_bad_credential_still_gets_its_401_through_the_proxy(api):
+    with api.stream(params={"api-key": "qrk_nope"}) as stream:
+        assert stream.status == 401
+        assert stream.body_json()["error"]["code"] == "invalid_credentials"
+
+
+def test_the_stream_over_http2_and_tls_delivers_events_at_once(proxy, api):
+    tenant = api.new_tenant()
+    url = f"{proxy.tls_base}/events/stream?api-key={tenant.api_key}"
+    curl = subprocess.Popen(
+        ["curl", "-sS", "-N", "-k", "--http2", "-w", "\nhttp_version=%{http_version}\n", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = iter(curl.stdout.readline, "")
+        assert next(line for line in lines if line.startswith("event:")) == "event: connection\n"
+        qr = api.create_qr(tenant)
+        created = next(line for line in lines if line.startswith("id:"))
+        assert created == f"id: qr_created_{qr['qrId']}\n"
+        # A closed stream ends curl cleanly: revoke the key and read to the end.
+        login = bearer_headers(tenant.jwt)
+        assert api.delete(f"/api-keys/{tenant.api_key_id}", headers=login).status_code == 200
+        rest = "".join(lines)
+    finally:
+        curl.kill()
+        curl.wait()
+    assert '"reason":"key_revoked"' in rest
+    assert "http_version=2" in rest
+
+
+def bearer_headers(credential):
+    return {"Authorization": f"Bearer {credential}"}
 
 
 def test_first_event_passes_the_proxy_at_once_and_heartbeats_follow(api):

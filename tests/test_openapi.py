@@ -52,6 +52,7 @@ def test_the_description_is_served_and_is_valid_openapi(api):
         "qr_status_change",
         "account_balance_update",
         "stream_closed",
+        "resync_required",
     }
 
 
@@ -145,8 +146,8 @@ def _exercise_every_route(api):
 
     api.get("/events/stats", headers=auth)
     api.get("/events/stats", headers=ADMIN)
+    api.get("/events/stream")  # before the ticket: its stream cookie would open the stream
     api.post("/events/ticket", headers=auth)
-    api.get("/events/stream")
     api.post("/admin/accounts", json={"name": "Otro"}, headers=ADMIN)
     api.post("/admin/accounts", json={"name": "Otro", "currency": "BOB"})
     api.post(
@@ -165,8 +166,9 @@ def _exercise_every_route(api):
 def test_every_event_on_the_stream_matches_the_catalog(api, tenant):
     catalog = build_spec()["paths"]["/events/stream"]["get"]["x-sse-events"]
     key = api.admin(f"/admin/accounts/{tenant.account_id}/api-keys", {"name": "catalog"})
-    with api.stream(headers={"Authorization": f"Bearer {key['key']}"}) as stream:
-        events = [stream.next()]
+    unknown = {"Last-Event-ID": "qr_created_99999999999999999999"}  # for resync_required
+    with api.stream(headers={"Authorization": f"Bearer {key['key']}", **unknown}) as stream:
+        events = [stream.next(), stream.next()]
         qr = api.create_qr(tenant, "10.00")
         other = api.create_qr(tenant, "20.00", singleUse=False)
         assert api.pay(qr["qrId"], "10.00", f"TXN_CAT_{qr['qrId']}").status_code == 200

@@ -4,6 +4,7 @@ Under a burst the longest waiter must get the next connection: a request arrivin
 not take it first (with peewee's own pool it does, and the unlucky waiter times out: a 500).
 """
 
+import json
 import threading
 import time
 
@@ -143,8 +144,9 @@ def test_a_request_that_finds_no_connection_in_time_is_told_to_retry(app):
 def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscription(
     app, monkeypatch
 ):
-    """The first replay batch is read before the 200: a database that cannot answer it is a
-    503 the client retries, and the stream it would have been holds no subscription."""
+    """The first replay batch is read before the first byte: a database that cannot answer
+    it is a stream that ends at once (``replay_failed``, which an EventSource retries), and
+    the stream it would have been holds no subscription."""
     from models import Event
     from qrevents.routes import events
     from qrevents.services.accounts import create_account, create_api_key
@@ -170,15 +172,56 @@ def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscript
     worker.start()
     worker.join(5)
     (answer,) = answers
-    assert answer.status_code == 503
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/event-stream"
+    assert _closed_for(answer) == "replay_failed"
     assert app.extensions["qrevents"].hub.count(account.id) == 0
+
+
+def test_a_stream_that_finds_no_connection_in_time_ends_at_once_as_overloaded(app):
+    """Not the REST routes' 503: an EventSource gives up for good on it."""
+    from models import database
+    from qrevents.services.accounts import create_account, create_api_key
+
+    account = create_account("Busy", "BOB")
+    _, key = create_api_key(account.id, "k")
+    pool = database.obj
+    saved = pool._gate, pool._wait_timeout
+    pool._gate, pool._wait_timeout = _FifoGate(0), 0.05  # every connection busy
+    answers = []
+
+    def open_stream():  # another thread: this one holds the fixture's connection
+        headers = {"Authorization": f"Bearer {key}"}
+        answers.append(app.test_client().get("/events/stream", headers=headers))
+
+    try:
+        worker = threading.Thread(target=open_stream)
+        worker.start()
+        worker.join(5)
+    finally:
+        pool._gate, pool._wait_timeout = saved
+    (answer,) = answers
+    assert answer.status_code == 200
+    assert _closed_for(answer) == "overloaded"
+    retry = answer.get_data(as_text=True).split("\n")[0]
+    assert 1000 <= int(retry.removeprefix("retry: ")) <= 3000
+    assert app.extensions["qrevents"].hub.count(account.id) == 0
+
+
+def _closed_for(answer):
+    """The reason of a stream that is a ``retry:`` line and a ``stream_closed``, nothing else."""
+    retry, closed, end = answer.get_data(as_text=True).split("\n\n")
+    event, data = closed.split("\n")
+    assert retry.startswith("retry: ") and event == "event: stream_closed" and end == ""
+    return json.loads(data.removeprefix("data: "))["reason"]
 
 
 def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_client_resumes(
     app, monkeypatch
 ):
     """Past the first batch (read before the 200), a failed read ends the stream cleanly after
-    the last whole batch: no traceback, no live phase, and the client's Last-Event-ID is exact."""
+    the last whole batch, with ``stream_closed: replay_failed``: no traceback, no live phase,
+    and the client's Last-Event-ID is exact."""
     from models import Event
     from qrevents import stream
     from qrevents.routes import events
@@ -220,5 +263,7 @@ def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_clie
     assert status == 200 and len(reads) == 2
     assert body.count(b"event: qr_created") == 1
     assert f"id: {second.event_id}".encode() in body
-    assert b"stream_closed" not in body
+    *_, retry, last = body.rstrip(b"\n").split(b"\n\n")  # the stream's last frames
+    assert retry.startswith(b"retry: ") and 1000 <= int(retry[7:]) <= 3000
+    assert last.startswith(b"event: stream_closed\n") and b'"reason":"replay_failed"' in last
     assert app.extensions["qrevents"].hub.count(account.id) == 0

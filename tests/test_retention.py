@@ -9,7 +9,7 @@ from models import Event, StreamTicket
 from qrevents.auth import Identity, issue_ticket
 from qrevents.clock import utcnow
 from qrevents.services.accounts import create_account
-from qrevents.services.eventlog import seq_of_event_id
+from qrevents.services.eventlog import resume_point
 from qrevents.services.retention import prune
 from tests.conftest import create_test_qr
 from tests.live import BIN, ROOT, Api
@@ -37,10 +37,10 @@ def test_a_pruned_event_id_no_longer_resumes(app):
     old = create_test_qr(account.id)
     create_test_qr(account.id)
     old_id = f"qr_created_{old.qr_id}"
-    assert seq_of_event_id(account.id, old_id, 7) == 1
+    assert resume_point(account.id, old_id, 7).seq == 1
     age_events(account.id, [1], days=30)
     prune(7)
-    assert seq_of_event_id(account.id, old_id, 7) is None
+    assert resume_point(account.id, old_id, 7).seq is None
 
 
 def test_prune_works_through_more_than_one_batch(app, monkeypatch):
@@ -108,8 +108,10 @@ def test_every_worker_prunes_periodically_and_resume_then_resyncs(make_server):
     with api.stream(
         headers=tenant.headers, params={"lastEventId": f"qr_created_{first['qrId']}"}
     ) as stream:
-        connection = stream.next()
+        connection, resync = stream.take(2, skip=())
     assert connection.data["resumed"] is False and connection.data["replayed"] == 0
+    # The aged QR is today's: by its own date it cannot be past retention, so "unknown".
+    assert resync.event == "resync_required" and resync.data["reason"] == "unknown"
 
 
 def _age_first_event(database_url, account_id):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
+from peewee import fn
 
 from models import Account, Event, PreparedQuery, database
 from models.statements import get_row, insert_many, update
@@ -131,17 +132,47 @@ _EVENT_BY_ID = PreparedQuery(
 )
 
 
-def seq_of_event_id(account_id, event_id, retention_days):
-    """The sequence number of a client's Last-Event-ID, or None when unknown or too old."""
-    if not event_id or len(event_id) > 128:
-        return None
-    row = next(iter(_EVENT_BY_ID.rows(account_id, event_id)), None)
-    if row is None:
-        return None
-    seq, created_at = row
-    if Event.created_at.python_value(created_at) < utcnow() - timedelta(days=retention_days):
-        return None
-    return seq
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where a stream starts: after ``seq`` (None: live only), and, when the client gave a
+    Last-Event-ID that cannot be resumed, why (``resync``: "unknown" or "expired")."""
+
+    seq: int | None = None
+    resync: str | None = None
+
+
+def resume_point(account_id, event_id, retention_days):
+    """The resume point of a client's Last-Event-ID (``event_id``, maybe None).
+
+    ``expired``: the id is in the log but older than the retention, or it has the shape of
+    our ids, no time in it is within the retention, and this account's log has lost events
+    to retention (its first retained sequence number is past 1): it was most likely one of
+    them. Anything else not found is ``unknown`` (garbage, another account's, another
+    deployment's, or never written).
+    """
+    if not event_id:
+        return ResumePoint()
+    cutoff = utcnow() - timedelta(days=retention_days)
+    row = None if len(event_id) > 128 else next(iter(_EVENT_BY_ID.rows(account_id, event_id)), None)
+    if row is not None:
+        seq, created_at = row
+        if Event.created_at.python_value(created_at) < cutoff:
+            return ResumePoint(resync="expired")
+        return ResumePoint(seq=seq)
+    if not sse.DURABLE_ID.match(event_id):
+        return ResumePoint(resync="unknown")
+    written_by = sse.latest_time_of_durable_id(event_id)
+    if written_by is not None and written_by >= cutoff:
+        return ResumePoint(resync="unknown")
+    return ResumePoint(resync="expired" if _log_was_pruned(account_id) else "unknown")
+
+
+def _log_was_pruned(account_id):
+    """Whether retention has deleted events of this account (sequence numbers start at 1)."""
+    first = Event.select(fn.MIN(Event.seq)).where(Event.account == account_id).scalar()
+    if first is not None:
+        return first > 1
+    return Account.select(Account.event_seq).where(Account.id == account_id).scalar() > 0
 
 
 def current_seqs(account_ids):

@@ -10,9 +10,11 @@
  *   client.start();
  *
  * What it does that a bare EventSource does not:
- * - sends the credential in an `Authorization` header (fetch streaming), or, with
- *   `transport: 'eventsource'`, trades it for a single-use 60 s ticket (POST /events/ticket), so a
- *   long-lived key or JWT never sits in a URL;
+ * - sends the credential in an `Authorization` header (fetch streaming); or, with
+ *   `transport: 'cookie'`, trades it (POST /events/ticket) for the stream cookie and opens a native
+ *   EventSource that reconnects by itself, through restarts, with that cookie; or, with
+ *   `transport: 'eventsource'`, for a single-use ticket per connection. Either way a long-lived
+ *   key or JWT never sits in a URL;
  * - reconnects by itself with exponential backoff and jitter, resuming from the last durable event
  *   (`Last-Event-ID`), and drops a durable event it has already delivered;
  * - tells when the resume was not possible (`resync`: reload state over REST);
@@ -28,6 +30,7 @@ export const EVENT_TYPES = Object.freeze([
   'qr_status_change',
   'account_balance_update',
   'stream_closed',
+  'resync_required',
 ]);
 
 /** Events with an SSE id: logged by the server, replayed on resume, delivered once. */
@@ -74,8 +77,9 @@ const DURABLE = new Set(DURABLE_TYPES);
  *   previousBalance: number, newBalance: number, previousAvailableBalance: number,
  *   newAvailableBalance: number, description: string, qrId: string|null,
  *   transactionId: string|null, currency: string}} AccountBalanceUpdateData
- * @typedef {{reason: 'token_expired'|'key_revoked'|'server_shutdown'|'slow_consumer',
- *   timestamp: string}} StreamClosedData
+ * @typedef {{reason: 'token_expired'|'key_revoked'|'server_shutdown'|'slow_consumer'|
+ *   'overloaded'|'too_many_streams'|'replay_failed', timestamp: string}} StreamClosedData
+ * @typedef {{lastEventId: string, reason: 'unknown'|'expired'}} ResyncRequiredData
  * @typedef {{type: string, id: string|null, lastEventId: string|null}} EventMeta
  *
  * @typedef {object} EventDataMap
@@ -86,6 +90,7 @@ const DURABLE = new Set(DURABLE_TYPES);
  * @property {QrStatusChangeData} qr_status_change
  * @property {AccountBalanceUpdateData} account_balance_update
  * @property {StreamClosedData} stream_closed
+ * @property {ResyncRequiredData} resync_required
  * @property {string} state  the new state (a value of STATES)
  * @property {ConnectionData} resync  resume was not possible: reload state over REST
  * @property {{reason: string}} signed_out  the credential is no longer valid
@@ -190,8 +195,9 @@ async function errorCode(response, fallback) {
  * - `credential` (required): an API key or JWT, or a function (sync or async) returning one,
  *   called before every connection (so a caller can hand over a refreshed token).
  * - `baseUrl`: the server's root (default: this page's origin).
- * - `transport`: `'fetch'` (default: the credential in an Authorization header) or
- *   `'eventsource'` (a native EventSource opened with a single-use `?ticket=`).
+ * - `transport`: `'fetch'` (default: the credential in an Authorization header), `'cookie'` (a
+ *   native EventSource with the stream cookie; same origin only) or `'eventsource'` (a native
+ *   EventSource opened with a single-use `?ticket=`).
  * - `lastEventId`: where to resume from (e.g. kept from an earlier session).
  * - `retryMs`: the base reconnection delay; by default the server's `retry:` value.
  * - `maxRetryMs` (30000): the cap of the backoff.
@@ -349,6 +355,7 @@ export class QrEventsClient {
       return { retry: false };
     }
     this.closedFor = null;
+    if (this.options.transport === 'cookie') return this.connectCookie(credential);
     return this.options.transport === 'eventsource'
       ? this.connectEventSource(credential)
       : this.connectFetch(credential);
@@ -460,6 +467,64 @@ export class QrEventsClient {
     return this.afterStream();
   }
 
+  /**
+   * The stream cookie: one POST /events/ticket sets it, then one native EventSource that the
+   * browser itself reconnects (with Last-Event-ID) after every passing end of the stream. Back
+   * here only when the browser gives up (a 401: the cookie expired or its credential is no
+   * longer valid; the next POST tells which), on a credential reason, or when idle too long.
+   */
+  async connectCookie(credential) {
+    let response;
+    try {
+      response = await this.options.fetch(this.url('events/ticket'), {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${credential}` },
+        cache: 'no-store',
+        credentials: 'same-origin',
+      });
+    } catch {
+      return { retry: true, reason: 'network' };
+    }
+    if (response.status === 401) {
+      this.signOut(await errorCode(response, 'invalid_credentials'));
+      return { retry: false };
+    }
+    if (!response.ok) return { retry: true, reason: `http_${response.status}` };
+    const { accountId } = (await response.json()).data;
+    if (this.stopped) return { retry: false };
+    const url = new URL(this.url('events/stream'));
+    url.searchParams.set('accountId', accountId); // the cookie of this account, of several
+    if (this.lastEventId) url.searchParams.set('lastEventId', this.lastEventId);
+    const source = new this.options.EventSource(url.toString(), { withCredentials: true });
+    await new Promise((resolve) => {
+      let idleTimer = null;
+      const finish = () => {
+        clearTimeout(idleTimer);
+        source.close();
+        this.closeCurrent = null;
+        resolve();
+      };
+      const armIdleTimer = () => {
+        clearTimeout(idleTimer);
+        idleTimer = setTimeout(finish, this.options.idleTimeoutMs);
+      };
+      this.closeCurrent = finish;
+      for (const type of EVENT_TYPES) {
+        source.addEventListener(type, (event) => {
+          armIdleTimer();
+          this.receive(type, event.data, event.lastEventId || null);
+          if (CREDENTIAL_REASONS.has(this.closedFor)) finish();
+        });
+      }
+      source.onerror = () => {
+        if (source.readyState === 2) finish(); // CLOSED: the browser will not retry
+        else this.setState(STATES.RECONNECTING, { reason: this.closedFor || 'disconnected' });
+      };
+      armIdleTimer();
+    });
+    return this.afterStream();
+  }
+
   afterStream() {
     this.closeCurrent = null;
     if (this.stopped) return { retry: false };
@@ -492,6 +557,7 @@ export class QrEventsClient {
     }
     const meta = { type, id, lastEventId: this.lastEventId };
     if (type === 'connection') {
+      this.closedFor = null; // a native EventSource reconnected by itself
       this.connectionId = data.connectionId;
       this.attempt = 0;
       this.stats.connections += 1;

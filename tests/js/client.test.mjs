@@ -326,6 +326,94 @@ test('the eventsource transport spends a ticket per connection and resumes by qu
   assert.ok(!sources[1].url.includes('qrk_test'), 'the credential never goes into a URL');
 });
 
+test('the cookie transport lets the browser reconnect its EventSource, and asks again when it gives up', async () => {
+  const sources = [];
+  class FakeEventSource {
+    constructor(url, init) {
+      this.url = url;
+      this.init = init;
+      this.readyState = 0;
+      this.listeners = {};
+      sources.push(this);
+    }
+
+    addEventListener(type, listener) {
+      this.listeners[type] = listener;
+    }
+
+    close() {
+      this.closed = true;
+      this.readyState = 2;
+    }
+
+    emit(type, data, lastEventId = '') {
+      this.readyState = 1;
+      this.listeners[type]?.({ data: JSON.stringify(data), lastEventId });
+    }
+  }
+  const issued = { success: true, data: { ticket: 'qrt_x', expiresIn: 60, accountId: 7 } };
+  const server = scriptedServer([
+    { status: 201, body: issued },
+    { status: 201, body: issued },
+  ]);
+  const client = newClient(server, { transport: 'cookie', EventSource: FakeEventSource });
+  client.start();
+  await eventually(() => sources.length === 1);
+  const [source] = sources;
+  assert.deepEqual(source.init, { withCredentials: true });
+  source.emit('connection', { resumed: false });
+  source.emit('qr_created', { qrId: 'Q1' }, 'qr_created_Q1');
+  source.emit('stream_closed', { reason: 'server_shutdown' });
+  source.readyState = 0; // the browser reconnects by itself
+  source.onerror();
+  assert.equal(client.state, STATES.RECONNECTING);
+  source.emit('connection', { resumed: true, replayed: 0 });
+  assert.equal(client.state, STATES.CONNECTED);
+  assert.equal(sources.length, 1, 'a passing end must not open a second EventSource');
+  assert.ok(!source.closed);
+  source.readyState = 2; // a 401: the browser gave up
+  source.onerror();
+  await eventually(() => sources.length === 2);
+  client.close();
+  assert.equal(server.requests.length, 2);
+  assert.equal(server.requests[1].method, 'POST');
+  const second = new URL(sources[1].url);
+  assert.equal(second.pathname, '/events/stream');
+  assert.equal(second.searchParams.get('accountId'), '7');
+  assert.equal(second.searchParams.get('lastEventId'), 'qr_created_Q1');
+  assert.equal(second.searchParams.get('ticket'), null);
+  assert.ok(!sources[1].url.includes('qrk_test'), 'the credential never goes into a URL');
+});
+
+test('the cookie transport signs out on a credential reason', async () => {
+  const sources = [];
+  class FakeEventSource {
+    constructor(url) {
+      this.url = url;
+      this.listeners = {};
+      sources.push(this);
+    }
+
+    addEventListener(type, listener) {
+      this.listeners[type] = listener;
+    }
+
+    close() {
+      this.closed = true;
+    }
+  }
+  const issued = { success: true, data: { ticket: 'qrt_x', expiresIn: 60, accountId: 7 } };
+  const client = newClient(scriptedServer([{ status: 201, body: issued }]), {
+    transport: 'cookie',
+    EventSource: FakeEventSource,
+  });
+  client.start();
+  await eventually(() => sources.length === 1);
+  sources[0].listeners.stream_closed({ data: JSON.stringify({ reason: 'key_revoked' }) });
+  await eventually(() => client.state === STATES.SIGNED_OUT);
+  assert.ok(sources[0].closed);
+});
+
 test('backoff doubles from the base up to the cap, jittered between half and all of it', () => {
   const low = () => 0;
   const high = () => 0.999999;

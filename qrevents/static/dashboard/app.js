@@ -148,7 +148,12 @@ function startSession(newSession) {
   $('signin-message').textContent = '';
   render();
 
-  client = new QrEventsClient({ credential: session.token, baseUrl: API_ROOT.href });
+  // The stream cookie: the browser's own EventSource reconnects through restarts.
+  client = new QrEventsClient({
+    credential: session.token,
+    baseUrl: API_ROOT.href,
+    transport: 'cookie',
+  });
   client.on('state', renderConnection);
   client.on('heartbeat', (data) => {
     const time = $('last-heartbeat');
