@@ -13,6 +13,7 @@ DEV := $(VENV)/.dev-installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+<<<<<<< HEAD
 $(RUNTIME): requirements.txt | $(BIN)/python
 	$(PIP) -r requirements.txt
 	touch $(RUNTIME)
@@ -21,10 +22,17 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 	$(PIP) -r requirements-dev.txt
 	touch $(DEV)
 
+# The server on QREVENTS_BIND (127.0.0.1:8000) and the simulated bank on the next port, the
+# demo account linked to it; Ctrl-C stops both.
 run: $(RUNTIME)
 	$(BIN)/flask --app app init-db
+	$(BIN)/flask --app app demo --serve
+=======
+run: $(STAMP)
+	$(BIN)/flask --app app migrate
 	$(BIN)/flask --app app demo
 	$(BIN)/gunicorn app:app
+>>>>>>> schema
 
 # The npm EventSource client of tests/test_real_clients.py, as pinned by its lock file.
 tests/js/node_modules/.package-lock.json: tests/js/package-lock.json

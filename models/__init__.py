@@ -6,19 +6,20 @@ from .tables import (
     TABLES,
     Account,
     ApiKey,
+    BankLink,
     Event,
     Movement,
     Payment,
     Qr,
     StreamTicket,
     User,
-    create_tables,
 )
 
 __all__ = [
     "TABLES",
     "Account",
     "ApiKey",
+    "BankLink",
     "Event",
     "Movement",
     "Payment",
@@ -28,7 +29,6 @@ __all__ = [
     "User",
     "bind_database",
     "connection",
-    "create_tables",
     "database",
     "supports_row_locks",
 ]

@@ -88,14 +88,43 @@ class _FairPool:
 
     def connect(self, reuse_if_open=False):
         if self._gate is None or not self.is_closed():
-            return super().connect(reuse_if_open)
+            return self._connect_tracked(reuse_if_open)
         if not self._gate.acquire(self._wait_timeout or 0):
             raise MaxConnectionsExceeded("Max connections exceeded, timed out waiting for one.")
         try:
-            return super().connect(reuse_if_open)
+            return self._connect_tracked(reuse_if_open)
         except BaseException:
             self._gate.release()
             raise
+
+    def _connect_tracked(self, reuse_if_open):
+        opened = super().connect(reuse_if_open)
+        if opened:
+            self._state.sent_commit = False
+        return opened
+
+    def commit(self):
+        self._state.sent_commit = True  # from here on, the outcome is the server's to tell
+        return super().commit()
+
+    def execute_sql(self, sql, params=None):
+        if not self._state.transactions and not sql.startswith("SELECT"):
+            self._state.sent_commit = True  # outside a transaction a write commits at once
+        return super().execute_sql(sql, params)
+
+    def sent_commit(self):
+        """Whether this connection has sent anything that may have committed."""
+        return getattr(self._state, "sent_commit", False)
+
+    def connection_lost(self):
+        """Whether the server dropped this greenlet's connection (PostgreSQL ended it)."""
+        conn = self._state.conn
+        return conn is not None and bool(getattr(conn, "closed", False))
+
+    def replace_lost_connection(self):
+        """Drop the lost connection (never back to the pool) and open a fresh one."""
+        self.manual_close()
+        self.connect()
 
     def close(self):
         held = self._gate is not None and not self.is_closed()

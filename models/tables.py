@@ -6,7 +6,7 @@ decimals into floats. Times are naive UTC datetimes.
 
 import peewee as pw
 
-from .db import database, supports_row_locks
+from .db import database
 
 
 class BaseModel(pw.Model):
@@ -76,6 +76,10 @@ class Qr(BaseModel):
     status_changed_ms = pw.BigIntegerField(default=0)
     fingerprint = pw.CharField(max_length=64)
     created_at = pw.DateTimeField()
+    # The bank's picture of the QR (base64-decoded qrImage): what a payer scans.
+    image_png = pw.BlobField(null=True)
+    # When status sync last asked the bank about it (least recently checked go first).
+    bank_checked_at = pw.DateTimeField(null=True)
 
     class Meta:
         indexes = ((("account", "transaction_id"), True),)
@@ -136,19 +140,24 @@ class Event(BaseModel):
         )
 
 
-TABLES = [Account, User, ApiKey, StreamTicket, Qr, Payment, Movement, Event]
+class BankLink(BaseModel):
+    """An account's bank: which adapter, where, and its credentials (secrets sealed).
+
+    ``leased_until`` is the reconciliation lease: the worker whose conditional UPDATE moves
+    it forward asks the bank for this account in this round; the others skip it.
+    """
+
+    account = pw.ForeignKeyField(Account, unique=True, on_delete="CASCADE")
+    adapter = pw.CharField(max_length=20)
+    base_url = pw.CharField(max_length=300)
+    user_name = pw.CharField(max_length=120)
+    password_sealed = pw.TextField()
+    aes_key_sealed = pw.TextField()
+    account_number_sealed = pw.TextField()
+    branch_code = pw.CharField(max_length=5, null=True)
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+    leased_until = pw.DateTimeField(null=True)
 
 
-# Any fixed number: the PostgreSQL advisory lock that serialises schema creation.
-SCHEMA_LOCK = 7_304_113
-
-
-def create_tables():
-    """Create every missing table and index (safe to run on each start, by every worker)."""
-    if not supports_row_locks():
-        database.create_tables(TABLES, safe=True)
-        return
-    # PostgreSQL: workers starting together would race on CREATE TABLE IF NOT EXISTS.
-    with database.atomic():
-        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        database.create_tables(TABLES, safe=True)
+TABLES = [Account, User, ApiKey, StreamTicket, Qr, Payment, Movement, Event, BankLink]

@@ -20,14 +20,20 @@ from flask_jwt_extended import JWTManager
 from gevent import monkey
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from models import bind_database, create_tables, database
+from models import bind_database, database
 
 from . import logs, throttle
 from .config import load_config
 from .delivery import Delivery
 from .errors import register_error_handlers
+from .reconnect import open_request_connection, rerun_on_lost_connection
 from .routes import BLUEPRINTS
-from .routes.events import OWN_CONNECTION
+from .routes.bank import BANK_BOUND as NOTIFY_BANK_BOUND
+from .routes.events import NO_DATABASE, OWN_CONNECTION
+from .routes.qr import BANK_BOUND as QR_BANK_BOUND
+from .scheduler import Scheduler
+from .schema import SchemaGate
+from .secret_box import SecretBox
 from .serving import refuse_unsuitable_server
 from .sse import dumps
 
@@ -72,17 +78,26 @@ def create_app(test_config=None):
         _require_greenlet_local_connections()
         _make_psycopg2_cooperative()
     bind_database(settings["DATABASE_URL"])
-    with database.connection_context():
-        create_tables()
+    schema = SchemaGate(app.logger)
+    schema.open()
+    app.extensions["qrevents.schema"] = schema
 
+    app.extensions["qrevents.secret_box"] = SecretBox(settings["SECRET_KEY"])
     delivery = Delivery(app, settings)
     app.extensions["qrevents"] = delivery
-    _register_connection_scope(app, delivery, start_delivery=serving_under_gevent)
+    scheduler = Scheduler(app, settings)
+    app.extensions["qrevents.scheduler"] = scheduler
+    _register_connection_scope(
+        app, delivery, scheduler, schema, start_delivery=serving_under_gevent
+    )
     throttle.init_app(app, settings)
     logs.init_app(app)
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    for endpoint, view in app.view_functions.items():
+        if endpoint not in OWN_CONNECTION:
+            app.view_functions[endpoint] = rerun_on_lost_connection(view)
 
     from .cli import register_commands
 
@@ -111,15 +126,22 @@ def _make_psycopg2_cooperative():
     patch_psycopg()
 
 
-def _register_connection_scope(app, delivery, *, start_delivery):
-    """One connection per request, except for routes that scope their own (the stream)."""
+def _register_connection_scope(app, delivery, scheduler, schema, *, start_delivery):
+    """One connection per request, except for routes that scope their own (the stream, and
+    the routes that wait for the bank: no connection may be held while it answers); none
+    until the schema is verified (a worker booted while the database was away)."""
+    own_connection = OWN_CONNECTION | QR_BANK_BOUND | NOTIFY_BANK_BOUND
 
     @app.before_request
     def open_connection():
         if start_delivery and not delivery.started:
             delivery.start()
-        if request.endpoint and request.endpoint not in OWN_CONNECTION:
-            database.connect(reuse_if_open=True)
+            scheduler.start()
+        if not request.endpoint or request.endpoint in NO_DATABASE:
+            return
+        schema.require()
+        if request.endpoint not in own_connection:
+            open_request_connection()
 
     @app.teardown_request
     def close_connection(exc):

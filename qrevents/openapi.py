@@ -58,6 +58,18 @@ def _string(max_length, **extra):
 
 
 SCHEMAS = {
+    "BankLink": _object(
+        {
+            "accountId": ROW_ID,
+            "adapter": STRING,
+            "baseUrl": STRING,
+            "userName": STRING,
+            "branchCode": {"type": ["string", "null"]},
+            "createdAt": MOMENT,
+            "updatedAt": MOMENT,
+        },
+        additionalProperties=False,
+    ),
     "Error": _object(
         {
             "success": {"const": False},
@@ -229,11 +241,14 @@ ERRORS = {
     401: "`missing_credentials`, `invalid_credentials`, `token_expired`, `key_revoked`",
     403: "The credential has no user behind it (`forbidden`)",
     404: "No such resource in the caller's account",
-    409: "Conflicts with the current state (`transaction_id_reused`, `invalid_transition`, ...)",
+    409: "Conflicts with the current state (`transaction_id_reused`, `invalid_transition`, "
+    "`bank_not_linked`, ...)",
     413: "The body is larger than 64 KiB",
     422: "Some fields are not valid (`validation_failed`, with `error.fields`)",
     429: "Rate limited; wait `Retry-After` seconds",
+    502: "The bank refused (`bank_rejected`); `message` carries the bank's own message",
     503: "A dependency is down, the server is shutting down, or it is too busy (`Retry-After`)",
+    504: "The bank did not answer in time (`bank_unavailable`); nothing was recorded",
 }
 
 
@@ -388,6 +403,22 @@ USER_BODY = _object(
 )
 
 BANK_EXTRA = {"responseCode": {"const": 0, "description": "What BANECO's callback expects"}}
+BANK_LINK_BODY = _object(
+    {
+        "adapter": {"type": "string", "enum": ["baneco", "simulator"]},
+        "baseUrl": {
+            "type": "string",
+            "maxLength": 300,
+            "description": "The bank's ApiGateway base URL (http or https)",
+        },
+        "userName": _string(120),
+        "password": _string(256),
+        "aesKey": {"type": "string", "minLength": 32, "maxLength": 32},
+        "accountNumber": {"type": "string", "pattern": "^[0-9A-Za-z-]{1,30}$"},
+        "branchCode": {"type": ["string", "null"], "pattern": "^[0-9A-Za-z]{1,5}$"},
+    },
+    required=["adapter", "baseUrl", "userName", "password", "aesKey", "accountNumber"],
+)
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 QR_STATUS = {"type": "string", "enum": QR_STATUSES}
@@ -594,12 +625,18 @@ def _paths():
     qr_ops = {
         "/qr": {
             "post": _operation(
-                "Create an active QR; emits `qr_created`",
+                "Ask the account's bank for a QR, then record it `active`; emits `qr_created` "
+                "(nothing when the bank refuses or does not answer)",
                 {
                     201: ok(_envelope(_ref("Qr")), "Created"),
-                    200: ok(_envelope(_ref("Qr")), "Already created with this transactionId"),
+                    200: ok(
+                        _envelope(_ref("Qr")),
+                        "Already created with this transactionId (the bank is not asked again)",
+                    ),
                 },
                 409,
+                502,
+                504,
                 body=QR_BODY,
                 tags=["qr"],
             ),
@@ -629,13 +666,15 @@ def _paths():
                 tags=["qr"],
             )
         },
-        "/qr/{qrId}/image.svg": {
+        "/qr/{qrId}/image.png": {
             "get": _operation(
-                "The QR drawn as an SVG image",
+                "The QR's picture as the bank issued it (what a payer scans); cacheable",
                 {
                     200: {
-                        "description": "The image",
-                        "content": {"image/svg+xml": {"schema": STRING}},
+                        "description": "The bank's PNG",
+                        "content": {
+                            "image/png": {"schema": {"type": "string", "format": "binary"}}
+                        },
                     }
                 },
                 404,
@@ -646,11 +685,14 @@ def _paths():
         },
         "/qr/{qrId}/cancel": {
             "post": _operation(
-                "Cancel an active QR; emits `qr_status_change` (syncSource `user`)",
+                "Cancel an active QR at the bank, then here; emits `qr_status_change` "
+                "(syncSource `user`). A refusal by the bank is 409 `bank_rejected` and syncs "
+                "the QR's status from the bank",
                 {200: ok(_envelope(_ref("Qr")), "Cancelled")},
                 404,
                 409,
                 422,
+                504,
                 params=[QR_ID],
                 tags=["qr"],
             )
@@ -658,7 +700,12 @@ def _paths():
     }
     payment_notice = _operation(
         "The bank notifies a payment: recorded once, credited, maybe held for review; emits "
-        "`qr_payment`, `account_balance_update` and, for a single-use QR, `qr_status_change`",
+        "`qr_payment`, `account_balance_update` and, for a single-use QR, `qr_status_change`. "
+        "Signed (or with the bearer secret) it is the bank's word. Without either (BANECO's "
+        "own notification) it is a trigger: the bank is asked (statusQR) and only the "
+        "payments it lists are recorded, with its amounts; not confirmed: 409 "
+        "`payment_not_confirmed`; rate-limited per address. Every answer carries "
+        "`responseCode` (0 recorded, 1 not: the bank retries)",
         {
             200: ok(
                 _envelope(
@@ -671,13 +718,17 @@ def _paths():
         },
         404,
         409,
+        502,
+        504,
         body=PAYMENT_BODY,
         security="bank",
         tags=["bank"],
     )
+    payment_notice["security"] = SECURITY["bank"] + [{}]  # {}: unsigned, a trigger
     bank_ops = {
         "/bank/payments": {"post": payment_notice},
         "/hooks/baneco/notifyPayment": {"post": payment_notice},
+        "/api/qrsimple/notifyPaymentQR": {"post": payment_notice},
         "/bank/qr-status": {
             "post": _operation(
                 "The bank syncs a QR's status; emits `qr_status_change` (syncSource `bank_api`)",
@@ -780,6 +831,21 @@ def _paths():
                 tags=["admin"],
             )
         },
+    }
+    admin_ops["/admin/accounts/{accountId}/bank"] = {
+        "post": _operation(
+            "Link an account to its bank (or replace the link); secrets are stored encrypted "
+            "and never returned",
+            {
+                201: ok(_envelope(_ref("BankLink")), "Linked"),
+                200: ok(_envelope(_ref("BankLink")), "Link replaced"),
+            },
+            404,
+            body=BANK_LINK_BODY,
+            params=[_path_param("accountId", ROW_ID)],
+            security="admin",
+            tags=["admin"],
+        )
     }
     other_ops = {
         "/auth/login": {

@@ -2,16 +2,21 @@
 
 Modelled on Werkzeug's own live-server fixture: pick a free port, start, poll until the
 server answers, read its log, stop it. Plus the clients a user would hold: a small HTTP
-API helper and an SSE client that reads real frames off the socket.
+API helper (whose new tenants are linked to a simulated bank, ``tests.bank_sim``) and an
+SSE client that reads real frames off the socket.
 """
 
+import atexit
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -49,6 +54,7 @@ class LiveServer:
             QREVENTS_JWT_SECRET_KEY="test-jwt-secret-of-at-least-32-bytes!!",
             QREVENTS_ADMIN_API_KEY=ADMIN_KEY,
             QREVENTS_BANK_WEBHOOK_SECRET=BANK_SECRET,
+            QREVENTS_SECRET_KEY="test-secret-key-for-bank-links",
             QREVENTS_HEARTBEAT_SECONDS="0.2",
             # The whole suite logs in from one address; tests of the limits set small ones.
             QREVENTS_LOGIN_LIMIT_PER_EMAIL="off",
@@ -63,8 +69,9 @@ class LiveServer:
         self.env = env
         self.process = None
 
-    def start(self, timeout=20, args=("app:app",), cwd=ROOT):
-        """Start ``gunicorn *args`` in ``cwd`` and wait until it answers."""
+    def start(self, timeout=20, args=("app:app",), cwd=ROOT, ready=(200,)):
+        """Start ``gunicorn *args`` in ``cwd`` and wait until ``/health`` answers with one of
+        the ``ready`` statuses."""
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(BIN / "gunicorn"), *args],
@@ -78,7 +85,7 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited at start:\n{self.log()}")
             try:
-                if requests.get(self.base + "/health", timeout=1).status_code == 200:
+                if requests.get(self.base + "/health", timeout=1).status_code in ready:
                     return self
             except requests.RequestException:
                 pass
@@ -123,6 +130,22 @@ class LiveServer:
         self._log.close()
 
 
+_SHARED_SIMULATOR = None
+
+
+def shared_simulator():
+    """The simulated bank new tenants are linked to: one per test process, started on first
+    use, stopped at exit. Tests that switch faults on use a simulator of their own."""
+    global _SHARED_SIMULATOR
+    if _SHARED_SIMULATOR is None:
+        from tests.bank_sim import BankSimulator
+
+        folder = Path(tempfile.mkdtemp(prefix="qrevents-simulator-"))
+        _SHARED_SIMULATOR = BankSimulator(folder, notify_interval=0.1).start()
+        atexit.register(_SHARED_SIMULATOR.stop)
+    return _SHARED_SIMULATOR
+
+
 @dataclass
 class Tenant:
     """An account with a user, a user's API key and a JWT, as a merchant would have."""
@@ -134,6 +157,7 @@ class Tenant:
     api_key: str
     api_key_id: int
     jwt: str
+    bank: dict | None = None  # the merchant's credentials at the simulated bank
 
     @property
     def headers(self):
@@ -146,6 +170,9 @@ class Api:
 
     base: str
     session: requests.Session = field(default_factory=requests.Session)
+    # The bank new tenants are linked to (a tests.bank_sim.BankSimulator; when None, the
+    # process's shared one).
+    simulator: object = None
 
     def url(self, path):
         return self.base + path
@@ -164,7 +191,10 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()["data"]
 
-    def new_tenant(self, currency="BOB"):
+    def new_tenant(self, currency="BOB", *, bank=True, notify_bearer=BANK_SECRET):
+        """An account with a user, a key and a JWT, linked to the simulated bank (which
+        notifies this server with ``notify_bearer``; None: unauthenticated, as BANECO's
+        own specification has it)."""
         account = self.admin("/admin/accounts", {"name": "Comercio", "currency": currency})
         email, password = f"u{uuid.uuid4().hex[:10]}@example.com", "correct horse 1"
         user = self.admin(
@@ -176,6 +206,7 @@ class Api:
         )
         login = self.post("/auth/login", json={"email": email, "password": password})
         assert login.status_code == 200, login.text
+        creds = self.link_bank(account["id"], notify_bearer) if bank else None
         return Tenant(
             account_id=account["id"],
             user_id=user["id"],
@@ -184,7 +215,29 @@ class Api:
             api_key=key["key"],
             api_key_id=key["id"],
             jwt=login.json()["data"]["accessToken"],
+            bank=creds,
         )
+
+    def link_bank(self, account_id, notify_bearer=BANK_SECRET):
+        """Register a merchant at the simulator and link the account to it; its credentials."""
+        simulator = self.simulator or shared_simulator()
+        link = simulator.register(
+            notify_url=self.url("/api/qrsimple/notifyPaymentQR"), notify_bearer=notify_bearer
+        )
+        creds = {
+            "userName": link.user_name,
+            "password": link.password,
+            "aesKey": link.aes_key,
+            "accountNumber": link.account_number,
+        }
+        body = {"adapter": "simulator", "baseUrl": link.base_url, **creds}
+        response = self.post(
+            f"/admin/accounts/{account_id}/bank",
+            json=body,
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert response.status_code in (200, 201), response.text
+        return creds
 
     def create_qr(self, tenant, amount="100.50", **fields):
         body = {"amount": Decimal(amount), "currency": "BOB", "description": "Pago de servicios"}
@@ -359,3 +412,76 @@ class SSEClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class BankTraffic:
+    """Payments flowing from several threads while servers come and go, as a bank sends them.
+
+    Each round creates a single-use QR and pays it. A refused or cut connection is retried
+    as the bank retries (the same notice, to any server still serving); every answer is
+    kept, so a test can say which were 5xx and which payments were acknowledged.
+    """
+
+    def __init__(self, servers, tenant, threads=6, give_up_after=15, retry_unavailable=False):
+        self.servers = servers  # the test adds and removes servers while this runs
+        self.tenant = tenant
+        self.threads = threads
+        self.give_up_after = give_up_after
+        self.retry_unavailable = retry_unavailable  # a 503 with Retry-After: send it again
+        self.acknowledged = set()
+        self.failures = []  # (what, status or error, body)
+        self.unavailable = []  # the 503s retried
+        self._stop = threading.Event()
+        self._running = []
+
+    def start(self):
+        self._running = [threading.Thread(target=self._run) for _ in range(self.threads)]
+        for thread in self._running:
+            thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._running:
+            thread.join(30)
+
+    def _run(self):
+        clients = {}
+        while not self._stop.is_set():
+            qr_body = {"amount": Decimal("1.00"), "currency": "BOB", "description": "x"}
+            qr = self._send(
+                clients, "qr", "post", "/qr", data=dumps(qr_body), headers=self.tenant.headers
+            )
+            if qr is None:
+                continue
+            notice = payment_body(qr.json()["data"]["qrId"], "1.00")
+            if self._send(clients, "payment", "bank", "/bank/payments", notice) is not None:
+                self.acknowledged.add(notice["transactionId"])
+
+    def _send(self, clients, what, method, *args, **kwargs):
+        """The answer to ``Api.method(*args)``, retried on connection errors (and 503s if
+        asked); None (the failure kept) if it is not 2xx."""
+        deadline = time.monotonic() + self.give_up_after
+        while True:
+            base = random.choice(self.servers).base
+            api = clients.setdefault(base, Api(base))
+            try:
+                response = getattr(api, method)(*args, **kwargs)
+            except requests.ConnectionError as error:
+                if time.monotonic() > deadline:
+                    self.failures.append((what, repr(error), ""))
+                    return None
+                time.sleep(0.05)
+                continue
+            except requests.Timeout as error:
+                self.failures.append((what, repr(error), ""))
+                return None
+            if response.status_code == 503 and self.retry_unavailable:
+                self.unavailable.append((what, response.headers.get("Retry-After")))
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)  # a short Retry-After: the test has no second to spare
+                    continue
+            if response.status_code >= 300:
+                self.failures.append((what, response.status_code, response.text[:300]))
+                return None
+            return response

@@ -121,7 +121,7 @@ def _exercise_every_route(api):
     api.get("/qr?limit=0", headers=auth)
     api.get(f"/qr/{qr['qrId']}", headers=auth)
     api.get("/qr/00000000000000000000", headers=auth)
-    api.get(f"/qr/{qr['qrId']}/image.svg", headers=auth)
+    api.get(f"/qr/{qr['qrId']}/image.png", headers=auth)
 
     api.pay(qr["qrId"], "10.00", "TXN_FLOW_1")
     api.pay(qr["qrId"], "10.00", "TXN_FLOW_1")
@@ -156,6 +156,14 @@ def _exercise_every_route(api):
         headers=ADMIN,
     )
     api.post("/admin/accounts/999999/api-keys", json={"name": "k"}, headers=ADMIN)
+    api.link_bank(tenant.account_id)  # linked already: 200, the link replaced
+    api.post(f"/admin/accounts/{tenant.account_id}/bank", json={"adapter": "x"}, headers=ADMIN)
+    api.post("/admin/accounts/999999/bank", json={}, headers=ADMIN)
+    api.post(
+        "/api/qrsimple/notifyPaymentQR",
+        data=dumps({"payment": payment_body(qr["qrId"], "1.00", "TXN_FORGED")}),
+        headers={"Content-Type": "application/json"},
+    )
     api.get("/health")
     api.get("/openapi.json")
     api.get("/metrics", headers=ADMIN)

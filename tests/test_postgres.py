@@ -13,8 +13,9 @@ import psycopg2
 import pytest
 
 from tests.conftest import fresh_database_url
-from tests.live import Api, LiveServer
+from tests.live import Api, BankTraffic, LiveServer
 from tests.test_multiworker import logged_event_ids
+from tests.test_rolling_deploy import ledger
 
 
 @pytest.fixture
@@ -143,3 +144,45 @@ def test_concurrent_payments_through_two_servers_credit_once_with_contiguous_seq
             "SELECT seq FROM event WHERE account_id = %s ORDER BY seq", [tenant.account_id]
         )
         assert [seq for (seq,) in cursor.fetchall()] == list(range(1, 4 + 2 * 60 + 1))
+
+
+def terminate_connections(database_url):
+    """Have PostgreSQL end every connection to this database but the test's own."""
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_pooled_connections_postgres_ends_mid_burst_are_replaced_and_fail_no_payment(
+    database_url, tmp_path
+):
+    live = LiveServer(tmp_path, database_url).start()
+    api = Api(live.base)
+    tenant = api.new_tenant()
+    traffic = BankTraffic([api], tenant, threads=6, retry_unavailable=True).start()
+    terminated = 0
+    try:
+        time.sleep(0.5)
+        for _ in range(8):
+            terminated += terminate_connections(database_url)
+            time.sleep(0.4)
+        time.sleep(0.5)
+    finally:
+        traffic.stop()
+        live.stop()
+    assert terminated >= 8
+    # No 500: a lost connection is replaced and the request run again, or (lost again, or
+    # lost while committing) answered 503 with Retry-After, which the bank retries.
+    assert traffic.failures == []
+    assert {retry_after for _, retry_after in traffic.unavailable} <= {"1"}
+    recorded, balance = ledger(database_url, tenant.account_id)
+    assert len(traffic.acknowledged) > 20
+    assert set(recorded) == traffic.acknowledged
+    assert set(recorded.values()) == {(1, 1)}
+    assert balance == 100 * len(recorded)
+    assert "running it again" in live.log()

@@ -30,6 +30,9 @@ OWN_CONNECTION = {
     "openapi.openapi",
 }
 
+# Routes that work without the database (served even while it is away).
+NO_DATABASE = {"dashboard.page", "static", "metrics.metrics", "openapi.openapi"}
+
 # Where a stream cookie is sent (one cookie per path: a browser sends it nowhere else).
 STREAM_PATHS = ("/events/stream", "/api/events/stream")
 

@@ -364,9 +364,12 @@ function createQrRow(qr) {
   row.dataset.key = qr.key;
   row.dataset.qrId = qr.qrId;
   const image = element('img', 'qr-image');
-  image.width = 96;
-  image.height = 96;
+  // The bank's PNG, large enough for a phone to scan off the screen; a click enlarges it.
+  image.width = 240;
+  image.height = 240;
   image.alt = `Código QR ${qr.qrId}`;
+  image.title = 'Ampliar';
+  image.addEventListener('click', () => enlargeQrImage(image));
   loadQrImage(image, qr.qrId);
   const side = element('div', 'row-side');
   const status = element('span', 'status');
@@ -397,7 +400,7 @@ function updateQrRow(row, qr) {
 async function loadQrImage(image, qrId) {
   const token = session?.token;
   try {
-    const response = await fetch(new URL(`qr/${encodeURIComponent(qrId)}/image.svg`, API_ROOT), {
+    const response = await fetch(new URL(`qr/${encodeURIComponent(qrId)}/image.png`, API_ROOT), {
       headers: { Authorization: `Bearer ${token}` },
     });
     if (!response.ok || session?.token !== token) return;
@@ -407,6 +410,21 @@ async function loadQrImage(image, qrId) {
   } catch {
     // the image is a convenience; the row is complete without it
   }
+}
+
+function enlargeQrImage(image) {
+  if (!image.src) return;
+  const dialog = $('qr-zoom');
+  const large = dialog.querySelector('img');
+  large.src = image.src;
+  large.alt = image.alt;
+  dialog.showModal();
+}
+
+function setUpQrZoom() {
+  const dialog = $('qr-zoom');
+  // Any click (on the picture, the button or the backdrop) closes it.
+  dialog.addEventListener('click', () => dialog.close());
 }
 
 function paymentSummary(payment) {
@@ -481,6 +499,7 @@ $('login-form').addEventListener('submit', signInWithPassword);
 $('apikey-form').addEventListener('submit', signInWithApiKey);
 $('qr-form').addEventListener('submit', createQr);
 $('sign-out').addEventListener('click', () => endSession(null));
+setUpQrZoom();
 window.addEventListener('online', () => client?.reconnectNow());
 
 // For a developer's console (and the browser tests): the live client and state.
