@@ -169,7 +169,7 @@ def test_a_refresh_token_is_no_access_token(member):
 def test_a_short_lived_refresh_token_expires(make_server):
     live = make_server(refresh_expires_seconds=1)
     api = Api(live.base)
-    tenant = api.new_tenant(bank=False)
+    api.new_tenant(bank=False)
     token = api.session.cookies.get(COOKIE, path="/auth")
     assert token
     time.sleep(1.2)

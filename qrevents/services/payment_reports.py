@@ -40,7 +40,8 @@ def la_paz_today(now_utc):
 
 
 def _filtered(account_id, wanted):
-    query = Payment.select(Payment, Qr).join(Qr).where(Payment.account == account_id)
+    # Of the QR, its id only: not its PNG.
+    query = Payment.select(Payment, Qr.id, Qr.qr_id).join(Qr).where(Payment.account == account_id)
     if wanted.first_day is not None:
         query = query.where(Payment.payment_date >= day_start_utc(wanted.first_day))
     if wanted.last_day is not None:
@@ -54,8 +55,16 @@ def _filtered(account_id, wanted):
         # Case-insensitive, with the LIKE wildcards of the search text taken literally.
         escaped = wanted.payer.lower().replace("\\", "\\\\").replace("%", "\\%")
         escaped = escaped.replace("_", "\\_")
-        pattern = pw.NodeList((f"%{escaped}%", pw.SQL("ESCAPE '\\'")))
-        query = query.where(pw.Expression(pw.fn.LOWER(Payment.sender_name), "LIKE", pattern))
+        # Spelled out: Peewee turns a LIKE on SQLite into a case-sensitive GLOB.
+        matches = pw.NodeList(
+            (
+                pw.fn.LOWER(Payment.sender_name),
+                pw.SQL("LIKE"),
+                pw.Value(f"%{escaped}%"),
+                pw.SQL("ESCAPE '\\'"),
+            )
+        )
+        query = query.where(matches)
     return query
 
 
@@ -126,7 +135,7 @@ def summary(account_id, currency, period, day):
         "currency": currency,
         "count": total_count,
         "total": from_cents(total_cents),
-        "average": from_cents(round(total_cents / total_count)) if total_count else None,
+        "average": from_cents(_half_up(total_cents, total_count)) if total_count else None,
         "buckets": [
             {
                 "start": _local_iso(start + bucket_width * index),
@@ -136,6 +145,11 @@ def summary(account_id, currency, period, day):
             for index in range(buckets)
         ],
     }
+
+
+def _half_up(cents, count):
+    """``cents / count`` to the nearest centavo, halves up (as a till rounds)."""
+    return (2 * cents + count) // (2 * count)
 
 
 def _bucket_expression(period):
