@@ -4,6 +4,7 @@
 from flask import Blueprint, current_app, request
 from flask_jwt_extended import create_access_token
 
+from ..clock import utcnow
 from ..envelope import failure, success
 from ..errors import Unauthorized
 from ..services.accounts import login
@@ -31,8 +32,8 @@ def log_in():
         throttle.count_failed_login(email)
         raise
     settings = current_app.config["QREVENTS"]
-    refresh_token = start_session(user, settings["REFRESH_EXPIRES_SECONDS"])
-    return _signed_in(user, refresh_token, "Sesión iniciada")
+    refresh_token, expires_at = start_session(user, settings["REFRESH_EXPIRES_SECONDS"])
+    return _signed_in(user, refresh_token, expires_at, "Sesión iniciada")
 
 
 @bp.post("/auth/refresh")
@@ -41,14 +42,13 @@ def refresh():
     token = request.cookies.get(REFRESH_COOKIE)
     if not token:
         raise Unauthorized("Se requiere la cookie de sesión", code="missing_credentials")
-    settings = current_app.config["QREVENTS"]
     try:
-        user, next_token = rotate_session(token, settings["REFRESH_EXPIRES_SECONDS"])
+        user, next_token, expires_at = rotate_session(token)
     except Unauthorized as refused:
         response = failure(refused.message, refused.code, refused.status)
         _forget_cookie(response)
         return response
-    return _signed_in(user, next_token, "Sesión renovada")
+    return _signed_in(user, next_token, expires_at, "Sesión renovada")
 
 
 @bp.post("/auth/logout")
@@ -62,14 +62,16 @@ def log_out():
     return response
 
 
-def _signed_in(user, refresh_token, message):
+def _signed_in(user, refresh_token, expires_at, message):
+    """The access token, and the refresh cookie until the sign-in's end (not extended)."""
     settings = current_app.config["QREVENTS"]
+    refresh_seconds = max(0, round((expires_at - utcnow()).total_seconds()))
     token = create_access_token(identity=str(user.id), additional_claims={"acc": user.account_id})
     data = {
         "accessToken": token,
         "tokenType": "Bearer",
         "expiresIn": settings["JWT_EXPIRES_SECONDS"],
-        "refreshExpiresIn": settings["REFRESH_EXPIRES_SECONDS"],
+        "refreshExpiresIn": refresh_seconds,
         "userId": user.id,
         "accountId": user.account_id,
     }
@@ -77,7 +79,7 @@ def _signed_in(user, refresh_token, message):
     response.set_cookie(
         REFRESH_COOKIE,
         refresh_token,
-        max_age=settings["REFRESH_EXPIRES_SECONDS"],
+        max_age=refresh_seconds,
         path=request.script_root + "/auth",
         secure=settings["ENV"] == "production",
         httponly=True,

@@ -3,7 +3,9 @@
 A sign-in starts a family of refresh tokens. Each refresh spends the token it was given
 and issues the next of the family; a spent token presented again means two holders of one
 token (one of them not the user), so the whole family is revoked and both must sign in
-again. Sign-out revokes the family; a user or account no longer active cannot refresh.
+again. Every token of a family expires when the first one does: a sign-in lasts the
+working day from the moment of the password, however often it is renewed. Sign-out
+revokes the family; a user or account no longer active cannot refresh.
 Only the tokens' ``jti`` are stored; the tokens are JWTs signed with the app's key.
 """
 
@@ -21,12 +23,14 @@ from ..errors import Unauthorized
 
 
 def start_session(user, lifetime_seconds):
-    """A refresh token opening a new family for ``user``."""
-    return _issue(user, secrets.token_hex(16), lifetime_seconds)
+    """``(refresh token, expires_at)`` of a new family for ``user``."""
+    expires_at = utcnow() + timedelta(seconds=lifetime_seconds)
+    return _issue(user, secrets.token_hex(16), expires_at), expires_at
 
 
-def rotate_session(token, lifetime_seconds):
-    """``(user, next token)`` for a valid, unspent refresh token; ``Unauthorized`` otherwise.
+def rotate_session(token):
+    """``(user, next token, expires_at)`` for a valid, unspent refresh token (the next one
+    expires with it); ``Unauthorized`` otherwise.
 
     Spending is one conditional UPDATE: of two requests racing with one token, one wins and
     the other is a reuse, which revokes the family.
@@ -55,7 +59,7 @@ def rotate_session(token, lifetime_seconds):
                 _revoke_family(row.family, now)
                 outcome = None
             else:
-                outcome = user, _issue(user, row.family, lifetime_seconds)
+                outcome = user, _issue(user, row.family, row.expires_at), row.expires_at
     # Raised outside the transaction: the family's revocation is committed.
     if outcome is None:
         raise Unauthorized("La sesión ya no es válida; inicie sesión de nuevo")
@@ -73,21 +77,20 @@ def end_session(token):
         _revoke_family(row.family, utcnow())
 
 
-def _issue(user, family, lifetime_seconds):
-    lifetime = timedelta(seconds=lifetime_seconds)
+def _issue(user, family, expires_at):
+    now = utcnow()
     token = create_refresh_token(
         identity=str(user.id),
         additional_claims={"acc": user.account_id},
-        expires_delta=lifetime,
+        expires_delta=expires_at - now,
     )
-    now = utcnow()
     RefreshToken.create(
         jti=decode_token(token)["jti"],
         family=family,
         user=user.id,
         account=user.account_id,
         created_at=now,
-        expires_at=now + lifetime,
+        expires_at=expires_at,
     )
     return token
 
