@@ -208,7 +208,10 @@ function renewSession() {
     const envelope = await response.json().catch(() => null);
     if (!session) return false;
     if (response.status === 401) {
-      endSession(envelope?.error?.code === 'token_expired' ? 'token_expired' : 'session_revoked');
+      // No cookie any more (the browser drops it at the sign-in's end) or an expired one: the
+      // day is over. A refused one: revoked (signed out elsewhere, or a reuse was detected).
+      const revoked = envelope?.error?.code === 'invalid_credentials';
+      endSession(revoked ? 'session_revoked' : 'token_expired');
       return false;
     }
     if (!response.ok || !envelope?.success) {
@@ -723,6 +726,7 @@ function renderGlance() {
     period: data.period,
     describe,
     summary: `${summary.count} pagos, ${money(summary.totalCents)} cobrado ${perWhat}, ${span}`,
+    width: $('glance-chart').clientWidth,
   });
   $('glance-chart').replaceChildren(chart);
 }
@@ -850,6 +854,15 @@ for (const type of ['pointerdown', 'keydown']) {
 }
 setUpCharge();
 window.addEventListener('online', () => client?.reconnectNow());
+// The chart is drawn at its box's width: again when that changes (a rotated phone).
+let chartWidth = 0;
+new ResizeObserver(([entry]) => {
+  const width = Math.round(entry.contentRect.width);
+  if (width && width !== chartWidth) {
+    chartWidth = width;
+    renderGlance();
+  }
+}).observe($('glance-chart'));
 
 // For a developer's console (and the browser tests): the live client, state and counters.
 window.qreventsDashboard = {

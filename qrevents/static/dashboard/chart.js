@@ -4,7 +4,6 @@
  */
 
 const SVG = 'http://www.w3.org/2000/svg';
-const WIDTH = 720;
 const HEIGHT = 180;
 const AXIS = 22; // room for the labels under the bars
 const WEEKDAYS = ['dom', 'lun', 'mar', 'mié', 'jue', 'vie', 'sáb'];
@@ -24,10 +23,12 @@ function bucketLabel(bucket, period) {
 }
 
 /**
- * An `<svg>` of `buckets` (`{start, count, cents}`): bar heights by amount collected.
+ * An `<svg>` of `buckets` (`{start, count, cents}`), `width` px wide (drawn at the box's own
+ * width, so labels keep their size): bar heights by amount collected.
  * `describe(bucket)` gives each bar's tooltip; `summary` the chart's accessible name.
  */
-export function barChart(buckets, { period, describe, summary }) {
+export function barChart(buckets, { period, describe, summary, width }) {
+  const WIDTH = Math.max(200, Math.round(width || 720));
   const svg = node('svg', {
     viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
     role: 'img',
@@ -51,7 +52,8 @@ export function barChart(buckets, { period, describe, summary }) {
     });
     bar.append(node('title', {}, describe(bucket)));
     svg.append(bar);
-    const labelled = period === 'week' || index % 3 === 0;
+    const every = WIDTH < 500 ? 6 : 3; // hours between labels; a phone has room for fewer
+    const labelled = period === 'week' || index % every === 0;
     if (labelled) {
       svg.append(
         node(
