@@ -1,9 +1,10 @@
 """Retention: the event log keeps ``QREVENTS_EVENT_RETENTION_DAYS`` of events.
 
 A client whose Last-Event-ID is older resyncs over REST (``resumed: false``), so older
-events serve no one. Expired stream tickets, stream cookies and refresh tokens go too. Deletion runs in small batches, each its
-own short transaction: SQLite never yields to gevent, and a long delete would freeze the
-worker. Running it on every worker at once is safe: a row deleted twice is deleted once.
+events serve no one. Expired stream tickets, stream cookies and refresh tokens go too.
+Deletion runs in small batches, each its own short transaction: SQLite never yields to
+gevent, and a long delete would freeze the worker. Running it on every worker at once is
+safe: a row deleted twice is deleted once.
 """
 
 from datetime import timedelta
