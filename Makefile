@@ -13,7 +13,6 @@ DEV := $(VENV)/.dev-installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-<<<<<<< HEAD
 $(RUNTIME): requirements.txt | $(BIN)/python
 	$(PIP) -r requirements.txt
 	touch $(RUNTIME)
@@ -25,16 +24,11 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 # The server on QREVENTS_BIND (127.0.0.1:8000) and the simulated bank on the next port, the
 # demo account linked to it; Ctrl-C stops both.
 run: $(RUNTIME)
-	$(BIN)/flask --app app init-db
-	$(BIN)/flask --app app demo --serve
-=======
-run: $(STAMP)
 	$(BIN)/flask --app app migrate
-	$(BIN)/flask --app app demo
-	$(BIN)/gunicorn app:app
->>>>>>> schema
+	$(BIN)/flask --app app demo --serve
 
-# The npm EventSource client of tests/test_real_clients.py, as pinned by its lock file.
+# The tests' npm packages, as pinned by the lock file: the EventSource client of
+# tests/test_real_clients.py, axe-core for tests/test_dashboard_day.py.
 tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
 	cd tests/js && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import peewee
-from flask import Flask, request
+from flask import Flask, g, request
 from flask.json.provider import JSONProvider
 from flask_jwt_extended import JWTManager
 from gevent import monkey
@@ -25,11 +25,11 @@ from models import bind_database, database
 from . import logs, throttle
 from .config import load_config
 from .delivery import Delivery
-from .errors import register_error_handlers
+from .errors import Unavailable, register_error_handlers
 from .reconnect import open_request_connection, rerun_on_lost_connection
 from .routes import BLUEPRINTS
 from .routes.bank import BANK_BOUND as NOTIFY_BANK_BOUND
-from .routes.events import NO_DATABASE, OWN_CONNECTION
+from .routes.events import NO_DATABASE, OWN_CONNECTION, STREAM_ENDPOINT, refused_stream_response
 from .routes.qr import BANK_BOUND as QR_BANK_BOUND
 from .scheduler import Scheduler
 from .schema import SchemaGate
@@ -139,7 +139,14 @@ def _register_connection_scope(app, delivery, scheduler, schema, *, start_delive
             scheduler.start()
         if not request.endpoint or request.endpoint in NO_DATABASE:
             return
-        schema.require()
+        try:
+            schema.require()
+        except Unavailable:
+            if request.endpoint == STREAM_ENDPOINT:
+                return refused_stream_response(
+                    "overloaded", g.get("request_id")
+                )  # retried, 503 not
+            raise
         if request.endpoint not in own_connection:
             open_request_connection()
 

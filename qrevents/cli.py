@@ -61,24 +61,26 @@ def register_commands(app):
 @click.command("migrate")
 def migrate_command():
     """Apply the pending schema migrations (run before starting a new release)."""
-    _migrate()
+    applied, version = _migrate()
+    if applied:
+        click.echo(f"applied migrations {', '.join(map(str, applied))}")
+    click.echo(f"database at schema version {version} (this release needs {LATEST})")
 
 
 @click.command("init-db")
 def init_db():
-    """The same as ``migrate``: a new database gets the whole schema."""
+    """The same as ``migrate`` (the first release's name for it, and its one-line answer)."""
     _migrate()
+    click.echo("database ready")
 
 
 def _migrate():
+    """``(versions applied by this process, the database's version)``."""
     # Loading the app (create_app) already migrated a database that was behind.
     applied = list(current_app.extensions["qrevents.schema"].applied)
     with database.connection_context():
         applied += migrate(database)
-        version = schema_version(database)
-    if applied:
-        click.echo(f"applied migrations {', '.join(map(str, applied))}")
-    click.echo(f"database at schema version {version} (this release needs {LATEST})")
+        return applied, schema_version(database)
 
 
 @click.command("create-account")

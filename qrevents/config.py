@@ -8,6 +8,9 @@ DEFAULTS = {
     "DATABASE_URL": None,  # None: a SQLite file in the instance folder
     "REDIS_URL": None,  # None: the in-process hub
     "REDIS_PREFIX": "qrevents:",  # keys and channels; deployments sharing a Redis differ
+    # Messages a worker may hold for Redis while it is slow; beyond, new ones are dropped
+    # (the other workers read those events from the log at their next reconciliation).
+    "REDIS_PUBLISH_QUEUE_SIZE": 1000,
     "JWT_SECRET_KEY": None,
     "ADMIN_API_KEY": None,
     "BANK_WEBHOOK_SECRET": None,
@@ -20,6 +23,9 @@ DEFAULTS = {
     # (up to net.ipv4.tcp_wmem's max, 4 MiB here). A smaller one bounds kernel memory per
     # stream and lets a stalled reader reach STREAM_QUEUE_SIZE (slow_consumer) sooner.
     "STREAM_SEND_BUFFER": 0,
+    # A write to a stream that cannot complete within this long (its reader stopped reading)
+    # ends the stream and frees its slot; what the reader missed it gets by resuming.
+    "STREAM_WRITE_TIMEOUT_SECONDS": 10.0,
     "MAX_STREAMS_PER_ACCOUNT": 100,
     "EVENT_RETENTION_DAYS": 7,
     "JWT_EXPIRES_SECONDS": 3600,

@@ -46,6 +46,7 @@ class Delivery:
             load_seqs=_load_seqs,
             load_events=_load_events,
             queue_size=settings["STREAM_QUEUE_SIZE"],
+            write_timeout=settings["STREAM_WRITE_TIMEOUT_SECONDS"],
         )
         self.broker = self._make_broker(settings)
         events_committed.connect(self._on_events_committed, sender=app, weak=False)
@@ -61,6 +62,7 @@ class Delivery:
                 settings["REDIS_URL"],
                 prefix=settings["REDIS_PREFIX"],
                 revoked_keys=_revoked_keys,
+                publish_queue_size=settings["REDIS_PUBLISH_QUEUE_SIZE"],
             )
         return LocalBroker(self.hub)
 

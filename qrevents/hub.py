@@ -132,12 +132,15 @@ class AccountHub:
 
     ``load_seqs(account_ids) -> {id: seq}`` and ``load_events(account_id, after, upto)``
     read the event log; the hub calls them only to start a channel and to fill gaps.
+    ``queue_size`` and ``write_timeout`` bound every stream of the worker: frames it may fall
+    behind, and how long one write to its client may take (``stream.EventStream``).
     """
 
-    def __init__(self, *, load_seqs, load_events, queue_size):
+    def __init__(self, *, load_seqs, load_events, queue_size, write_timeout=10.0):
         self.load_seqs = load_seqs
         self.load_events = load_events
         self.queue_size = queue_size
+        self.write_timeout = write_timeout
         self.channels = {}
         self.closed = False
 

@@ -47,6 +47,11 @@ STREAMS_CLOSED = Counter(
     "Event streams ended, by reason (client_disconnected: the client left)",
     ["reason"],
 )
+BROKER_MESSAGES_DROPPED = Counter(
+    "qrevents_broker_messages_dropped",
+    "Messages for Redis dropped because this worker's publish queue was full (the other "
+    "workers read those events from the event log; revocations are rechecked each second)",
+)
 BANK_CALLBACKS = Counter(
     "qrevents_bank_callbacks",
     "Bank payment notifications, by outcome (credited, held, duplicate, refused)",

@@ -1,12 +1,13 @@
 """RedisBroker: committed events, revocations and stream counts shared by every worker.
 
 Each worker holds one pub/sub connection (never one per stream) and one greenlet reading
-it. The worker that commits events hands them to its own hub right after publishing them
-(no round trip through Redis for its own streams); their copy from the listener is then a
-repeat, which the hub drops by sequence number.
+it. The worker that commits events hands them to its own hub at once (no round trip
+through Redis for its own streams) and to its one publisher greenlet, through a bounded
+queue: a slow or frozen Redis holds that greenlet, never the request that made the events.
+Their copy from the listener is then a repeat, which the hub drops by sequence number.
 Pub/sub is at-most-once, so nothing here is trusted to be complete: the hub fills any gap
-in an account's sequence from the event log, and a publish that fails (Redis down) falls
-back to this worker's hub while the other workers catch up by reconciling with the log.
+in an account's sequence from the event log, and a publish that fails or is dropped (Redis
+down or slow, the queue full) reaches the other workers when they reconcile with the log.
 A Redis outage therefore delays delivery but never loses or repeats an event.
 
 Keys and channels, under a configurable prefix (``qrevents:`` by default):
@@ -24,10 +25,12 @@ import time
 
 import gevent
 import redis
+from gevent.queue import Full, Queue
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from . import metrics
 from .services.eventlog import CommittedEvent
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ COUNTS_INTERVAL = 1.0  # how often a worker publishes its stream counts
 COUNTS_TTL_MS = 3500  # a worker silent this long is dead: its counts no longer count
 COUNTS_CACHE_SECONDS = 0.25  # other workers' counts change once a second at most
 COMMAND_CONNECTIONS = 4  # per worker, for publishes and counts (plus one pub/sub listener)
+DROP_WARNING_SECONDS = 10.0  # while messages are dropped, one warning this often at most
 
 
 class RedisBroker:
@@ -49,7 +53,7 @@ class RedisBroker:
 
     name = "redis"
 
-    def __init__(self, hub, url, *, prefix="qrevents:", revoked_keys=None):
+    def __init__(self, hub, url, *, prefix="qrevents:", revoked_keys=None, publish_queue_size=1000):
         self.hub = hub
         self.prefix = prefix
         self.events_channel = f"{prefix}events".encode()
@@ -76,38 +80,65 @@ class RedisBroker:
             url, retry=Retry(NoBackoff(), 0), health_check_interval=5, **options
         )
         self.listening = False
+        self._outbox = Queue(max(1, publish_queue_size))  # (channel, message), for the publisher
+        self._dropped = 0  # messages dropped since the last warning
+        self._warned_at = float("-inf")
         self._others = {}  # other workers' counts, last read
         self._others_read_at = float("-inf")
         self._greenlets = []
 
     def start(self):
-        """Spawn the listener and the counts heartbeat (once per worker)."""
+        """Spawn the listener, the publisher and the counts heartbeat (once per worker)."""
         if not self._greenlets:
-            self._greenlets = [gevent.spawn(self._listen), gevent.spawn(self._heartbeat)]
+            self._greenlets = [
+                gevent.spawn(self._listen),
+                gevent.spawn(self._publish_outbox),
+                gevent.spawn(self._heartbeat),
+            ]
 
     # -- sending ---------------------------------------------------------------------------
 
     def publish(self, account_id, events):
-        """Send committed events to every worker; never fails the request that made them."""
+        """Send committed events to every worker; never waits on Redis nor fails the request
+        that made them. This worker's streams get them now."""
         if self.listening:
-            payload = json.dumps(
-                {"a": account_id, "e": [[e.seq, e.frame.decode()] for e in events]}
-            )
-            try:
-                self.redis.publish(self.events_channel, payload)
-            except RedisError as exc:
-                # This worker's streams still get them now, the other workers from the log
-                # at their next reconciliation.
-                log.warning("publishing events of account %s failed: %s", account_id, exc)
+            self._post(self.events_channel, (account_id, events))
         self.hub.deliver(account_id, events)
 
     def revoke(self, api_key_id):
-        """End the key's streams here at once, and on every other worker through Redis."""
+        """End the key's streams here at once, and on every other worker through Redis (or
+        within a second from the database, should the message not get through)."""
         self.hub.close_key_streams(api_key_id)
+        self._post(self.revocations_channel, api_key_id)
+
+    def _post(self, channel, message):
         try:
-            self.redis.publish(self.revocations_channel, str(api_key_id))
-        except RedisError as exc:
-            log.warning("broadcasting revocation of key %s failed: %s", api_key_id, exc)
+            self._outbox.put_nowait((channel, message))
+        except Full:
+            metrics.BROKER_MESSAGES_DROPPED.inc()
+            self._dropped += 1
+            now = time.monotonic()
+            if now - self._warned_at >= DROP_WARNING_SECONDS:
+                log.warning(
+                    "Redis publish queue is full (%s messages): dropped %s; the other workers "
+                    "will read their events from the event log",
+                    self._outbox.maxsize,
+                    self._dropped,
+                )
+                self._warned_at, self._dropped = now, 0
+
+    def _publish_outbox(self):
+        """The worker's one publisher: messages leave in the order they were posted."""
+        while True:
+            channel, message = self._outbox.get()
+            if channel == self.events_channel:
+                account_id, events = message
+                body = {"a": account_id, "e": [[e.seq, e.frame.decode()] for e in events]}
+                message = json.dumps(body)
+            try:
+                self.redis.publish(channel, message)
+            except RedisError as exc:
+                log.warning("publishing on %s failed: %s", channel.decode(), exc)
 
     # -- receiving -------------------------------------------------------------------------
 

@@ -8,10 +8,14 @@ first byte.
 Under gunicorn's gevent worker the live phase is mostly not in this generator: once the
 preamble and replay are written, the subscription is attached to the connection's socket and
 the hub writes each event's chunk there itself (``hub.Subscription``). The stream's greenlet
-stays parked and wakes only for heartbeats, a slow reader's backlog, expiry and closing.
+stays parked and wakes only for heartbeats, a slow reader's backlog, expiry, closing and its
+client's hang-up (a read watcher on the socket rings the same wake-up). Its own writes are
+bounded in time: a reader that stops reading is cut off, not waited for.
 """
 
 import logging
+import socket
+import struct
 import time
 
 import gevent.socket
@@ -25,6 +29,7 @@ from .clock import utcnow
 from .services.eventlog import frames_between
 
 REPLAY_BATCH = 500
+DISCARD_LIMIT = 4096  # bytes a client may send on its stream before it counts as gone
 # The reconnection delay (ms, drawn in this range) of a stream ended or refused for a passing
 # reason: short when a restarted or another worker can take the client soon, long for the
 # per-account limit. Jitter keeps the clients sent away together from returning together.
@@ -95,6 +100,7 @@ class EventStream:
         self.request_id = request_id
         self.connection = connection  # see chunked_connection
         self.end_reason = None
+        self.discarded = 0  # bytes the client sent after its request, read and dropped
         self.opened_at = time.monotonic()
         self._frames = self._generate()
         self._open = True
@@ -133,6 +139,9 @@ class EventStream:
         )
 
     def _generate(self):
+        if self.connection is not None:
+            # gunicorn's own writes to it (preamble, replay, the last chunk) are bounded too.
+            self.connection.settimeout(self.hub.write_timeout)
         preamble = sse.retry_frame(self.retry_ms) + sse.connection_frame(
             self.identity,
             self.connection_id,
@@ -154,38 +163,106 @@ class EventStream:
         raw = connection._sock if connection is not None else None
         expires = self._expiry_deadline()
         next_beat = clock() + self.heartbeat_seconds
+        hangup = None
+        if raw is not None:
+            # A client's FIN or RST makes its socket readable: the wake-up rings and the slot
+            # is freed now, not when the next heartbeat's write fails.
+            hangup = gevent.get_hub().loop.io(raw.fileno(), 1)
+            hangup.start(sub.wakeup.set)
+        try:
+            while True:
+                if raw is not None:
+                    sub.attach(raw)
+                if not (sub.frames or sub.closing):
+                    sub.wakeup.wait(max(0.0, min(next_beat, expires) - clock()))
+                unsent = sub.detach()  # from here until attach, only this greenlet writes
+                if sub.closing == "client_disconnected" or (
+                    raw is not None and self._client_gone(raw)
+                ):
+                    self.end_reason = "client_disconnected"
+                    return
+                now, frames = clock(), ()
+                if sub.closing:
+                    self.end_reason = sub.closing
+                    out = self._closing_frames(sub.closing)
+                elif now >= expires:
+                    self.end_reason = "token_expired"
+                    out = sse.stream_closed_frame("token_expired")
+                else:
+                    since, frames = sub.since, sub.take()
+                    out = b"".join(frames)
+                    if now >= next_beat:
+                        out += sse.heartbeat_frame(self.connection_id)
+                        next_beat = now + self.heartbeat_seconds
+                if raw is None:
+                    if out:
+                        yield out
+                elif out or unsent:
+                    # ``unsent``: the rest of a chunk the hub began.
+                    data = unsent + sse.http_chunk(out) if out else unsent
+                    if not self._write(raw, data, expires):
+                        _abort(raw)
+                        return
+                if self.end_reason:
+                    return
+                if frames:
+                    metrics.COMMIT_TO_WRITE.observe(clock() - since)
+        finally:
+            if hangup is not None:
+                hangup.stop()
+
+    def _write(self, raw, data, expires):
+        """Write ``data`` whole within the write timeout; False (and why, in ``end_reason``)
+        when the stream must end first: a reader that stopped reading is cut off rather than
+        parking this greenlet, its slot and its buffers forever."""
+        sub, clock = self.sub, time.monotonic
+        deadline = min(clock() + self.hub.write_timeout, expires)
+        writable = None
         while True:
-            if raw is not None:
-                sub.attach(raw)
-            sub.wakeup.wait(max(0.0, min(next_beat, expires) - clock()))
-            unsent = sub.detach()  # from here until attach, only this greenlet writes
-            if sub.closing == "client_disconnected":
-                self.end_reason = sub.closing
-                return
-            if unsent:
-                connection.sendall(unsent)  # the rest of a chunk the hub began
-            if sub.closing:
-                self.end_reason = sub.closing
-                yield self._closing_frames(sub.closing)
-                return
+            try:
+                data = data[raw.send(data) :]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.end_reason = "client_disconnected"
+                return False
+            if not data:
+                return True
             now = clock()
-            if now >= expires:
-                self.end_reason = "token_expired"
-                yield sse.stream_closed_frame("token_expired")
-                return
-            since, frames = sub.since, sub.take()
-            out = b"".join(frames)
-            if now >= next_beat:
-                out += sse.heartbeat_frame(self.connection_id)
-                next_beat = now + self.heartbeat_seconds
-            if not out:
-                continue
-            if connection is None:
-                yield out
-            else:
-                connection.sendall(sse.http_chunk(out))
-            if frames:
-                metrics.COMMIT_TO_WRITE.observe(clock() - since)
+            if sub.closing == "key_revoked":
+                # A revoked key's client gets what the kernel takes now, and waits for nothing.
+                self.end_reason = "key_revoked"
+                return False
+            if now >= deadline:
+                self.end_reason = self.end_reason or (
+                    "token_expired" if now >= expires else "write_timeout"
+                )
+                return False
+            if writable is None:
+                data = memoryview(data)
+                writable = gevent.get_hub().loop.io(raw.fileno(), 2)
+            sub.wakeup.clear()  # rung by the socket, a closing, a new frame or a hang-up
+            writable.start(sub.wakeup.set)
+            try:
+                sub.wakeup.wait(deadline - now)
+            finally:
+                writable.stop()
+            if self._client_gone(raw):
+                self.end_reason = "client_disconnected"
+                return False
+
+    def _client_gone(self, raw):
+        """Whether the client closed its end (EOF or reset). An SSE client sends nothing after
+        its request: what it does send is read and dropped, up to ``DISCARD_LIMIT`` bytes in
+        all, past which it counts as gone."""
+        try:
+            data = raw.recv(DISCARD_LIMIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        self.discarded += len(data)
+        return not data or self.discarded > DISCARD_LIMIT
 
     def _replay(self):
         """Every missed event up to where live delivery starts, in batches; False if a batch
@@ -222,3 +299,14 @@ class EventStream:
         if self.identity.expires_at is None:
             return float("inf")
         return time.monotonic() + (self.identity.expires_at - utcnow()).total_seconds()
+
+
+def _abort(raw):
+    """Drop a connection whose client cannot be written to: gunicorn's last write to it fails
+    at once, and its close sends an RST, which frees the kernel's send buffer now (a FIN
+    would wait behind the unread data)."""
+    try:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -10,6 +10,7 @@ TEXT_FILES = [
     for folder in ("qrevents", "models", "tests", "bench", "docs", "deploy")
     for p in (ROOT / folder).rglob("*")
     if p.suffix in {".py", ".md", ".js", ".mjs", ".html", ".css", ".conf", ".service"}
+    and "node_modules" not in p.parts  # third-party packages the tests install (tests/js)
 ] + [ROOT / name for name in ("README.md", "app.py", "gunicorn.conf.py", "Makefile")]
 # Names of documents kept outside this repository, and the section sign they were cited with.
 OUTSIDE = re.compile(r"\bSPEC\b|PITFALLS|\bseed\b|§|\bissue \d", re.IGNORECASE)

@@ -84,6 +84,12 @@ def test_workers_booting_while_the_database_is_away_answer_503_and_serve_once_it
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "1"
         assert refused.json()["error"]["code"] == "unavailable"
+        # A browser's EventSource gives up for good on a 503: the stream says why instead.
+        with api.stream(headers={"Authorization": "Bearer qrk_anything"}) as stream:
+            assert stream.status == 200
+            closed = stream.next()
+            assert (closed.event, closed.data["reason"]) == ("stream_closed", "overloaded")
+            assert stream.next() is None
 
         (first_worker,) = live.worker_pids()
         os.kill(first_worker, signal.SIGKILL)  # the master boots another, still without it

@@ -3,7 +3,16 @@
 Each migration is a module ``mNNNN_<name>.py`` here, with ``VERSION = N`` and ``up(database)``.
 Column changes use ``playhouse.migrate`` (``SchemaMigrator.from_database(database)``); new
 tables are models frozen inside the migration module, never imported from ``models.tables``,
-so that an applied migration never changes when a model does.
+so that an applied migration never changes when a model does. A new column, say::
+
+    VERSION = 2
+
+    def up(database):
+        migrator = SchemaMigrator.from_database(database)
+        migrate(migrator.add_column("payment", "note", pw.CharField(max_length=140, null=True)))
+
+and ``models/tables.py`` changed to match: ``tests/test_migrations.py`` fails while the models
+and the migrated schema disagree. ``up`` runs inside the migration's transaction.
 
 The version applied is kept in a table of its own, one row per migration. Reading it
 (``schema_version``, ``pending``) is a catalog read and takes no lock a payment could wait on;
@@ -35,15 +44,12 @@ class Migration:
     up: Callable
 
 
-class SchemaVersion(pw.Model):
-    """One row per applied migration (frozen: this table never changes shape)."""
-
-    version = pw.IntegerField(primary_key=True)
-    name = pw.CharField(max_length=100)
-    applied_at = pw.DateTimeField()
-
-    class Meta:
-        table_name = VERSION_TABLE
+# One row per applied migration. Plain SQL, the same on SQLite and PostgreSQL: this table never
+# changes shape, and no model class is bound (processes of tests migrate in threads at once).
+_CREATE_VERSION_TABLE = (
+    f'CREATE TABLE "{VERSION_TABLE}" ("version" INTEGER NOT NULL PRIMARY KEY, '
+    '"name" VARCHAR(100) NOT NULL, "applied_at" TIMESTAMP NOT NULL)'
+)
 
 
 def _discover():
@@ -104,19 +110,19 @@ def migrate(database):
 
 def _apply(db, migration):
     """Run one migration and record it, in one serialised transaction."""
-    with _serialised_transaction(db), db.bind_ctx([SchemaVersion]):
+    with _serialised_transaction(db):
         if not db.table_exists(VERSION_TABLE):
-            db.create_tables([SchemaVersion], safe=False)
+            db.execute_sql(_CREATE_VERSION_TABLE)
         current = _recorded_version(db)
         if current >= migration.version:
             return False
         if current != migration.version - 1:
             raise RuntimeError(f"{migration.name} cannot follow version {current}")
         migration.up(db)
-        SchemaVersion.create(
-            version=migration.version,
-            name=migration.name,
-            applied_at=datetime.now(UTC).replace(tzinfo=None),
+        db.execute_sql(
+            f'INSERT INTO "{VERSION_TABLE}" ("version", "name", "applied_at") '
+            f"VALUES ({db.param}, {db.param}, {db.param})",
+            (migration.version, migration.name, datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")),
         )
     return True
 

@@ -32,6 +32,7 @@ OWN_CONNECTION = {
 
 # Routes that work without the database (served even while it is away).
 NO_DATABASE = {"dashboard.page", "static", "metrics.metrics", "openapi.openapi"}
+STREAM_ENDPOINT = "events.stream"
 
 # Where a stream cookie is sent (one cookie per path: a browser sends it nowhere else).
 STREAM_PATHS = ("/events/stream", "/api/events/stream")
@@ -57,7 +58,7 @@ def stream():
     delivery = current_app.extensions["qrevents"]
     request_id = g.get("request_id")
     if delivery.hub.closed:
-        return _refused("server_shutdown", request_id)
+        return refused_stream_response("server_shutdown", request_id)
     last_event_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
     try:
         with database.connection_context():
@@ -67,11 +68,11 @@ def stream():
             )
             open_streams = delivery.broker.stream_counts().get(identity.account_id, 0)
             if open_streams >= settings["MAX_STREAMS_PER_ACCOUNT"]:
-                return _refused("too_many_streams", request_id)
+                return refused_stream_response("too_many_streams", request_id)
             sub = delivery.hub.subscribe(identity.account_id, identity.api_key_id)
             if delivery.hub.closed:  # shut down while this handshake waited on the database
                 delivery.hub.unsubscribe(sub)
-                return _refused("server_shutdown", request_id)
+                return refused_stream_response("server_shutdown", request_id)
             try:
                 replay_head = (
                     None
@@ -83,13 +84,13 @@ def stream():
             except (peewee.PeeweeException, MaxConnectionsExceeded) as exc:
                 delivery.hub.unsubscribe(sub)
                 log.warning("replay of account %s failed: %s", identity.account_id, exc)
-                return _refused("replay_failed", request_id)
+                return refused_stream_response("replay_failed", request_id)
             except BaseException:
                 delivery.hub.unsubscribe(sub)
                 raise
     except (MaxConnectionsExceeded, peewee.OperationalError, peewee.InterfaceError) as exc:
         log.warning("no database connection for a stream in time: %s", exc)
-        return _refused("overloaded", request_id)
+        return refused_stream_response("overloaded", request_id)
     connection = chunked_connection(request.environ)
     if connection is not None and settings["STREAM_SEND_BUFFER"]:
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings["STREAM_SEND_BUFFER"])
@@ -110,7 +111,7 @@ def stream():
     )
 
 
-def _refused(reason, request_id):
+def refused_stream_response(reason, request_id=None):
     """A stream that ends at once with ``stream_closed`` (see ``stream.refused_stream``)."""
     return current_app.response_class(
         refused_stream(reason, request_id), mimetype="text/event-stream", headers=SSE_HEADERS
