@@ -28,7 +28,6 @@ from .delivery import Delivery
 from .errors import Unavailable, register_error_handlers
 from .reconnect import open_request_connection, rerun_on_lost_connection
 from .routes import BLUEPRINTS
-from .routes.bank import BANK_BOUND as NOTIFY_BANK_BOUND
 from .routes.events import NO_DATABASE, OWN_CONNECTION, STREAM_ENDPOINT, refused_stream_response
 from .routes.qr import BANK_BOUND as QR_BANK_BOUND
 from .scheduler import Scheduler
@@ -130,7 +129,7 @@ def _register_connection_scope(app, delivery, scheduler, schema, *, start_delive
     """One connection per request, except for routes that scope their own (the stream, and
     the routes that wait for the bank: no connection may be held while it answers); none
     until the schema is verified (a worker booted while the database was away)."""
-    own_connection = OWN_CONNECTION | QR_BANK_BOUND | NOTIFY_BANK_BOUND
+    own_connection = OWN_CONNECTION | QR_BANK_BOUND
 
     @app.before_request
     def open_connection():

@@ -76,7 +76,7 @@ def qr_count(api, tenant):
 # -- linking -------------------------------------------------------------------------------
 
 
-def test_linking_answers_the_link_and_never_a_secret(bank):
+def test_linking_answers_the_link_and_never_a_secret(bank, bank_pair):
     api, simulator = bank
     tenant = api.new_tenant(bank=False)
     creds = creds_of(simulator.register())
@@ -95,6 +95,27 @@ def test_linking_answers_the_link_and_never_a_secret(bank):
         assert secret not in first.text and secret not in again.text
     # The linked account issues QRs at the bank, with the secrets opened again.
     assert post_qr(api, tenant).status_code == 201
+    simulator.faults(generateQR={"responseCode": 4, "message": "Rechazado"})
+    assert post_qr(api, tenant).status_code == 502  # a refusal is logged: still no secret
+    server_log = bank_pair[0].log()
+    assert "generateQR" in server_log
+    for secret in (creds["password"], creds["aesKey"], creds["accountNumber"]):
+        assert secret not in server_log
+
+
+def test_a_bank_refusing_to_authenticate_is_502_and_leaves_nothing(bank):
+    api, simulator = bank
+    tenant = api.new_tenant()
+    simulator.faults(
+        tokens={"expire": True}, authenticate={"responseCode": 2, "message": "Usuario bloqueado"}
+    )
+    with api.stream(tenant) as stream:
+        stream.next()
+        response = post_qr(api, tenant)
+        assert stream.quiet_for(0.3) == []
+    assert response.status_code == 502, response.text
+    assert "Usuario bloqueado" in response.json()["message"]
+    assert qr_count(api, tenant) == 0
 
 
 @pytest.mark.parametrize(

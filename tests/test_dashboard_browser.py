@@ -148,7 +148,15 @@ def test_payment_shows_in_feed_and_balance_within_a_second(page, dashboard_serve
     expect(row).to_contain_text("vence 31/12/2030, 23:59")  # a date: the end of that day, La Paz
     expect(row.locator("img.qr-image")).to_have_attribute("src", re.compile(r"^blob:"))
     assert row.locator("img.qr-image").evaluate("img => img.complete && img.naturalWidth > 0")
+    box = row.locator("img.qr-image").bounding_box()
+    assert box["width"] >= 240 and box["height"] >= 240, box  # a phone scans it off the screen
     shot(page, "qr-created")
+    row.locator("img.qr-image").click()  # enlarged, to scan from further away
+    zoom = page.locator("#qr-zoom img")
+    expect(zoom).to_be_visible()
+    assert zoom.bounding_box()["width"] > box["width"]
+    zoom.click()
+    expect(page.locator("#qr-zoom")).to_be_hidden()
 
     page.evaluate("() => { window.__shifts.length = 0; }")
     paid = api.pay(qr_id, "1100.50")

@@ -13,7 +13,7 @@ could not confirm; reconciliation finds whatever is left.
 
 from flask import Blueprint, current_app, request
 
-from models import Payment, connection
+from models import Payment, connection, database
 
 from .. import bank_signature, metrics
 from ..envelope import failure, success
@@ -27,8 +27,6 @@ from ..validation import Fields, json_object, request_body
 bp = Blueprint("bank", __name__)
 
 BANK_STATUSES = ("used", "completed", "expired", "cancelled")
-# An unsigned notification asks the bank: its view holds no connection while it answers.
-BANK_BOUND = {"bank.notify_payment"}
 NOT_CONFIRMED = "payment_not_confirmed"
 
 
@@ -65,9 +63,8 @@ def notify_payment():
         return confirm_with_bank()
     require_bank()
     notice = payment_notice(json_object())
-    with connection():
-        payment, duplicate = payments.post_payment(notice)
-        return _recorded(payment, duplicate)
+    payment, duplicate = payments.post_payment(notice)
+    return _recorded(payment, duplicate)
 
 
 def confirm_with_bank():
@@ -77,8 +74,11 @@ def confirm_with_bank():
     qr_id = fields.safe_id("qrId")
     transaction_id = fields.safe_id("transactionId")
     fields.check()
+    # The bank may take seconds: give the request's connection back before asking it (the
+    # steps around the bank call open their own short ones).
+    database.close()
     try:
-        with bank_answers("status", f"of QR {qr_id}"):
+        with bank_answers():
             confirmed, recorded_now = bank_sync.confirm_notice(qr_id, transaction_id)
     except Conflict as error:
         if error.code != "bank_not_linked":

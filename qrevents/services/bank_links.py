@@ -10,11 +10,11 @@ from models import Account, BankLink, database
 from ..banks import BankLink as Link
 from ..clock import utcnow
 from ..errors import BankLinkUnreadable, Conflict
+from ..logs import log_event
 from ..secret_box import SecretUnreadable
 from .accounts import get_account
 
 ADAPTERS = ("baneco", "simulator")
-log = logging.getLogger(__name__)
 
 
 def _box():
@@ -58,10 +58,11 @@ def open_link(row):
             branch_code=row.branch_code,
         )
     except SecretUnreadable:
-        log.error(
-            "the bank link of account %s cannot be decrypted: QREVENTS_SECRET_KEY is not the "
-            "one it was stored with; link the account again",
-            row.account_id,
+        log_event(
+            "bank_link_unreadable",
+            logging.ERROR,
+            accountId=row.account_id,
+            detail="QREVENTS_SECRET_KEY is not the one its secrets were stored with: link again",
         )
         raise BankLinkUnreadable() from None
 

@@ -18,14 +18,13 @@ from .. import metrics
 from ..banks import BankError
 from ..clock import utcnow
 from ..errors import ApiError
+from ..logs import log_event
 from ..notices import payment_notice
 from . import bank_links
 from .banking import bank_of
 from .eventlog import account_change
 from .payments import post_payment
 from .qrs import TRANSITIONS, change_status
-
-log = logging.getLogger(__name__)
 
 # The bank's statusQRCode, as the adapter names it, to what it moves an active QR to.
 PAID, CANCELLED, ACTIVE = "paid", "cancelled", "active"
@@ -52,12 +51,13 @@ def record_bank_payments(payments, *, source, sync_source="bank_api"):
                 payment, duplicate = post_payment(notice, sync_source)
         except ApiError as error:
             metrics.BANK_DISAGREEMENTS.labels("payment_unrecorded").inc()
-            log.warning(
-                "bank payment %s (%s) not recorded: %s %s",
-                raw.get("transactionId") if isinstance(raw, dict) else None,
-                source,
-                error.code,
-                error.fields or error.message,
+            log_event(
+                "bank_payment_unrecorded",
+                logging.WARNING,
+                transactionId=raw.get("transactionId") if isinstance(raw, dict) else None,
+                source=source,
+                code=error.code,
+                detail=error.fields or error.message,
             )
             continue
         if not duplicate:
@@ -111,13 +111,15 @@ def _holds_payment(qr):
 
 def _disagree(kind, qr, status):
     metrics.BANK_DISAGREEMENTS.labels(kind).inc()
-    log.warning(
-        "bank and ledger disagree on QR %s (%s): bank status %s (code %s), ours %s",
-        qr.qr_id,
-        kind,
-        status.status,
-        status.code,
-        qr.status,
+    log_event(
+        "bank_disagreement",
+        logging.WARNING,
+        kind=kind,
+        qrId=qr.qr_id,
+        accountId=qr.account_id,
+        bankStatus=status.status,
+        bankCode=status.code,
+        status=qr.status,
     )
 
 
@@ -154,11 +156,11 @@ def reconcile_account(account_id, link, day, batch):
         recovered += record_bank_payments(bank.paid_on(paid_day), source="paidQR")
     if recovered:
         metrics.BANK_PAYMENTS_RECOVERED.inc(len(recovered))
-        log.warning(
-            "reconciliation recorded %d payment(s) of account %s the notifications missed: %s",
-            len(recovered),
-            account_id,
-            ", ".join(recovered),
+        log_event(
+            "bank_payments_recovered",
+            logging.WARNING,
+            accountId=account_id,
+            transactionIds=recovered,
         )
     with connection():
         stale = list(
@@ -193,7 +195,11 @@ def reconcile(*, day=None, batch=20, lease_seconds=None):
                 link = bank_links.link_of(account_id)
             done[account_id] = reconcile_account(account_id, link, day, batch)
         except BankError as error:
-            log.warning("reconciliation of account %s stopped: bank %s", account_id, error)
+            log_event(
+                "bank_reconcile_stopped", logging.WARNING, accountId=account_id, error=str(error)
+            )
         except ApiError as error:  # its link unreadable: logged where found; the others go on
-            log.warning("reconciliation of account %s skipped: %s", account_id, error.code)
+            log_event(
+                "bank_reconcile_skipped", logging.WARNING, accountId=account_id, code=error.code
+            )
     return done
