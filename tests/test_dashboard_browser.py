@@ -151,12 +151,12 @@ def test_payment_shows_in_feed_and_balance_within_a_second(page, dashboard_serve
     box = row.locator("img.qr-image").bounding_box()
     assert box["width"] >= 240 and box["height"] >= 240, box  # a phone scans it off the screen
     shot(page, "qr-created")
-    row.locator("img.qr-image").click()  # enlarged, to scan from further away
-    zoom = page.locator("#qr-zoom img")
+    row.locator("img.qr-image").click()  # charge mode: enlarged, to scan from further away
+    zoom = page.locator("#charge-image")
     expect(zoom).to_be_visible()
     assert zoom.bounding_box()["width"] > box["width"]
-    zoom.click()
-    expect(page.locator("#qr-zoom")).to_be_hidden()
+    page.click("#charge-close")
+    expect(page.locator("#charge")).to_be_hidden()
 
     page.evaluate("() => { window.__shifts.length = 0; }")
     paid = api.pay(qr_id, "1100.50")

@@ -528,6 +528,11 @@ function createQrRow(qr) {
   chargeButton.type = 'button';
   chargeButton.setAttribute('aria-label', `Cobrar ${formatMoney(qr.amountCents, qr.currency)}: ${qr.description}`);
   chargeButton.addEventListener('click', () => openCharge(state.qrs.get(qr.key) || qr, chargeButton));
+  // A click on the picture shows it full screen too (the button is the keyboard's way).
+  image.addEventListener('click', () => {
+    const current = state.qrs.get(qr.key) || qr;
+    if (current.status === 'active') openCharge(current, chargeButton);
+  });
   const cancel = element('button', 'secondary cancel', 'Cancelar');
   cancel.type = 'button';
   cancel.addEventListener('click', () =>
