@@ -8,6 +8,7 @@ Screenshots at desktop (1280x800) and phone (390x844) widths go to ``test-artifa
 
 import csv
 import io
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -360,3 +361,26 @@ def test_csv_download_matches_the_ledger_row_by_row(tabs, day_server, tmp_path):
         assert Decimal(record["amount"]) * 100 == row[2]
         assert record["senderName"] == row[3]
         assert (record["paymentDate"], record["createdAt"]) == (iso_of(row[4]), iso_of(row[5]))
+
+
+def test_last_beat_shows_the_connection_time_at_once_not_after_a_heartbeat(browser, tmp_path):  # noqa: F811
+    live = LiveServer(tmp_path, f"sqlite:///{tmp_path / 'qrevents.db'}", heartbeat_seconds=30)
+    live.start()
+    context = browser.new_context(viewport=PHONE, locale="en-US")
+    try:
+        page = context.new_page()
+        api = Api(live.base)
+        tenant = api.new_tenant(bank=False)
+        api.session.close()
+        sign_in(page, live.base, tenant)  # waits for "connected"
+        expect(page.locator("#last-heartbeat")).to_have_text(
+            re.compile(r"^\d\d:\d\d:\d\d$"), timeout=1000
+        )  # the next heartbeat is 30 s away
+        # and the due date field asks for dd/mm/aaaa on an English browser
+        due = page.locator("#qr-form [name=dueDate]")
+        assert (
+            due.get_attribute("type") is None and due.get_attribute("placeholder") == "dd/mm/aaaa"
+        )
+    finally:
+        context.close()
+        live.stop()
