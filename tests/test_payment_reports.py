@@ -5,6 +5,7 @@ parameter a 422 naming it."""
 
 import csv
 import io
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -300,3 +301,45 @@ def test_summary_of_an_empty_day_is_zeros(shop):
     data = api.get("/payments/summary", params=params, headers=tenant.headers).json()["data"]
     assert data["count"] == 0 and Decimal(str(data["total"])) == 0
     assert all(b["count"] == 0 for b in data["buckets"])
+
+
+def test_the_export_reads_batch_by_batch_oldest_first(app, monkeypatch):
+    from models import database
+    from qrevents.services import payment_reports
+    from qrevents.services.accounts import create_account
+    from qrevents.services.payments import PaymentNotice, post_payment
+    from tests.conftest import create_test_qr
+
+    account = create_account("A", "BOB")
+    made = []
+    for index in range(5):
+        qr = create_test_qr(account.id)
+        notice = PaymentNotice(
+            qr_id=qr.qr_id,
+            transaction_id=f"BATCH{index}",
+            amount_cents=1000,
+            currency="BOB",
+            sender_name="Ana",
+            sender_document_id="1",
+            sender_account="2",
+            sender_bank_code="BANECO",
+            description="",
+            payment_date=datetime(2026, 1, 15, 12, index),
+            payment_time="08:00:00",
+        )
+        made.append(post_payment(notice)[0].transaction_id)
+    monkeypatch.setattr(payment_reports, "EXPORT_BATCH", 2)
+
+    def download():
+        """As the streamed response does, after the request's connection is closed (another
+        thread here: Peewee's connection state is per thread)."""
+        sizes, ids = [], []
+        for batch in payment_reports.export_batches(account.id, payment_reports.PaymentFilter()):
+            assert database.is_closed()  # no connection held while a batch is written out
+            sizes.append(len(batch))
+            ids += [payment.transaction_id for payment in batch]
+        return sizes, ids
+
+    with ThreadPoolExecutor(1) as pool:
+        sizes, ids = pool.submit(download).result()
+    assert sizes == [2, 2, 1] and ids == made
