@@ -178,3 +178,17 @@ def test_renewing_never_extends_the_sign_in_past_its_working_day(make_server):
     time.sleep(1.6)  # 2.2 s after the password: the family has expired, renewed or not
     refusal(refresh_with(api, token), "token_expired")
     api.session.close()
+
+
+def test_in_production_the_refresh_cookie_is_secure(make_server):
+    live = make_server(env="production")
+    api = Api(live.base)
+    tenant = api.new_tenant(bank=False)
+    login = requests.post(
+        api.url("/auth/login"),
+        json={"email": tenant.email, "password": tenant.password},
+        timeout=10,
+    )
+    header = login.headers["Set-Cookie"]
+    assert header.startswith(f"{COOKIE}=") and "; Secure" in header and "HttpOnly" in header
+    api.session.close()
