@@ -27,7 +27,8 @@ run: $(RUNTIME)
 	$(BIN)/flask --app app migrate
 	$(BIN)/flask --app app demo --serve
 
-# The npm EventSource client of tests/test_real_clients.py, as pinned by its lock file.
+# The tests' npm packages, as pinned by the lock file: the EventSource client of
+# tests/test_real_clients.py, axe-core for tests/test_dashboard_day.py.
 tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
 	cd tests/js && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 

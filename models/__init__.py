@@ -11,6 +11,7 @@ from .tables import (
     Movement,
     Payment,
     Qr,
+    RefreshToken,
     StreamTicket,
     User,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Payment",
     "PreparedQuery",
     "Qr",
+    "RefreshToken",
     "StreamTicket",
     "User",
     "bind_database",

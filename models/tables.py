@@ -61,6 +61,23 @@ class StreamTicket(BaseModel):
     used_at = pw.DateTimeField(null=True)
 
 
+class RefreshToken(BaseModel):
+    """A refresh token of a password sign-in (its ``jti``; the token itself is never kept).
+
+    Tokens of one sign-in share a ``family``: each refresh uses one (``used_at``) and issues
+    the next; a used one presented again revokes the whole family (someone copied it).
+    """
+
+    jti = pw.CharField(max_length=64, unique=True)
+    family = pw.CharField(max_length=64, index=True)
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE")
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(index=True)
+    used_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+
+
 class Qr(BaseModel):
     qr_id = pw.CharField(max_length=20, unique=True)
     account = pw.ForeignKeyField(Account, backref="qrs", on_delete="CASCADE")
@@ -103,6 +120,9 @@ class Payment(BaseModel):
     released_at = pw.DateTimeField(null=True)
     fingerprint = pw.CharField(max_length=64)
     created_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("account", "payment_date"), False),)
 
 
 class Movement(BaseModel):
@@ -160,4 +180,4 @@ class BankLink(BaseModel):
     leased_until = pw.DateTimeField(null=True)
 
 
-TABLES = [Account, User, ApiKey, StreamTicket, Qr, Payment, Movement, Event, BankLink]
+TABLES = [Account, User, ApiKey, StreamTicket, RefreshToken, Qr, Payment, Movement, Event, BankLink]

@@ -29,6 +29,8 @@ DEFAULTS = {
     "MAX_STREAMS_PER_ACCOUNT": 100,
     "EVENT_RETENTION_DAYS": 7,
     "JWT_EXPIRES_SECONDS": 3600,
+    # A password sign-in's refresh token (the dashboard's working day); rotated on each use.
+    "REFRESH_EXPIRES_SECONDS": 43200,
     # The longest a stream cookie lives (a working day); never past its credential's expiry.
     "STREAM_COOKIE_SECONDS": 43200,
     "EXPIRY_SWEEP_SECONDS": 5.0,

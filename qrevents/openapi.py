@@ -171,8 +171,39 @@ SCHEMAS = {
             "accessToken": STRING,
             "tokenType": {"const": "Bearer"},
             "expiresIn": INTEGER,
+            "refreshExpiresIn": {
+                **INTEGER,
+                "description": "Seconds until the sign-in ends (the refresh cookie's life); "
+                "renewing does not extend it",
+            },
             "userId": INTEGER,
             "accountId": INTEGER,
+        }
+    ),
+    "PaymentSummary": _object(
+        {
+            "period": {"type": "string", "enum": ["day", "week"]},
+            "from": {**STRING, "format": "date", "description": "First La Paz day counted"},
+            "to": {**STRING, "format": "date", "description": "Last La Paz day counted"},
+            "timeZone": {"const": "America/La_Paz"},
+            "currency": {"type": "string", "enum": ["BOB", "USD"]},
+            "count": INTEGER,
+            "total": AMOUNT_OUT,
+            "average": {**_nullable(AMOUNT_OUT), "description": "Halves rounded up; null: none"},
+            "buckets": {
+                "type": "array",
+                "description": "24 hours (day) or 7 days (week), in order",
+                "items": _object(
+                    {
+                        "start": {
+                            **STRING,
+                            "description": "La Paz time, e.g. 2026-01-15T09:00:00-04:00",
+                        },
+                        "count": INTEGER,
+                        "total": AMOUNT_OUT,
+                    }
+                ),
+            },
         }
     ),
     "Ticket": _object(
@@ -292,6 +323,7 @@ SECURITY = {
     "admin": [{"admin": []}],
     "stats": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []}, {"tokenQuery": []}],
     "bank": [{"bankSignature": []}, {"bankBearer": []}],
+    "refresh": [{"refreshCookie": []}],
     "none": [],
 }
 
@@ -306,6 +338,30 @@ CURSOR = {
     "description": "`nextCursor` of the previous page",
     "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
 }
+
+
+def _query_param(name, schema, description):
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+LA_PAZ_DAY = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+AMOUNT_QUERY = {"type": "string", "pattern": "^[0-9]{1,8}(\\.[0-9]{1,2})?$"}
+PAYMENT_FILTERS = [
+    _query_param("from", LA_PAZ_DAY, "First La Paz day of the bank's payment date (inclusive)"),
+    _query_param("to", LA_PAZ_DAY, "Last La Paz day (inclusive), not before `from`"),
+    _query_param("minAmount", AMOUNT_QUERY, "Smallest amount (inclusive), a dot before cents"),
+    _query_param("maxAmount", AMOUNT_QUERY, "Largest amount (inclusive), not below minAmount"),
+    _query_param(
+        "payer",
+        {"type": "string", "minLength": 1, "maxLength": 120},
+        "Part of the payer's name, any case",
+    ),
+]
+CSV_COLUMNS_TEXT = (
+    "transactionId, qrId, description, amount (a dot before cents), currency, senderName, "
+    "senderDocumentId, senderAccount, senderBankCode, paymentDate and createdAt (ISO 8601 UTC), "
+    "review (true/false), reviewReason, releasedAt"
+)
 
 
 def _path_param(name, schema, description=None):
@@ -757,10 +813,46 @@ def _paths():
         },
         "/payments": {
             "get": _operation(
-                "The account's payments, newest first",
+                "The account's payments, newest first, filtered by La Paz day, amount and payer",
                 {200: ok(_envelope(_page("Payment")), "A page of payments")},
                 422,
-                params=[LIMIT, CURSOR],
+                params=[*PAYMENT_FILTERS, LIMIT, CURSOR],
+                tags=["payments"],
+            )
+        },
+        "/payments.csv": {
+            "get": _operation(
+                "Every matching payment as CSV, oldest first, streamed: UTF-8 with a BOM, "
+                f"CRLF lines, a header row, then the columns {CSV_COLUMNS_TEXT}. A text cell "
+                "starting with = + - @ gets a leading ' (no spreadsheet formula)",
+                {
+                    200: {
+                        "description": "The CSV file (Content-Disposition: attachment)",
+                        "content": {"text/csv": {"schema": STRING}},
+                    }
+                },
+                422,
+                params=PAYMENT_FILTERS,
+                tags=["payments"],
+            )
+        },
+        "/payments/summary": {
+            "get": _operation(
+                "Collected in a La Paz day, per hour, or in the 7 days ending with it, per "
+                "day (one query): total, count, average",
+                {200: ok(_envelope(_ref("PaymentSummary")), "The summary")},
+                422,
+                params=[
+                    _query_param(
+                        "period", {"type": "string", "enum": ["day", "week"]}, "Default day"
+                    ),
+                    _query_param("date", LA_PAZ_DAY, "The (last) La Paz day; default today"),
+                    _query_param(
+                        "currency",
+                        {"type": "string", "enum": ["BOB", "USD"]},
+                        "Default: the account's",
+                    ),
+                ],
                 tags=["payments"],
             )
         },
@@ -856,10 +948,30 @@ def _paths():
     other_ops = {
         "/auth/login": {
             "post": _operation(
-                "Email and password for a JWT (default lifetime 1 h)",
+                "Email and password for a JWT (default lifetime 1 h); also sets the refresh "
+                "cookie `qrevents_refresh` (HttpOnly, SameSite=Strict, Path=/auth, Secure in "
+                "production) for the sign-in's working day",
                 {200: ok(_envelope(_ref("Login")), "Logged in")},
                 401,
                 body=LOGIN_BODY,
+                security="none",
+                tags=["auth"],
+            )
+        },
+        "/auth/refresh": {
+            "post": _operation(
+                "The refresh cookie for a new JWT; the cookie is rotated (a used one presented "
+                "again is refused and revokes the whole sign-in)",
+                {200: ok(_envelope(_ref("Login")), "Renewed")},
+                401,
+                security="refresh",
+                tags=["auth"],
+            )
+        },
+        "/auth/logout": {
+            "post": _operation(
+                "Revoke the sign-in of the refresh cookie, if any, and clear the cookie",
+                {200: ok(_envelope({"type": "null"}), "Signed out")},
                 security="none",
                 tags=["auth"],
             )
@@ -934,6 +1046,12 @@ SECURITY_SCHEMES = {
         "name": "qrevents_stream_<accountId>",
         "description": "Set by `POST /events/ticket`; used when no other credential is given, "
         "so a native EventSource reconnects by itself; the stream only",
+    },
+    "refreshCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "qrevents_refresh",
+        "description": "Set by `POST /auth/login` and `POST /auth/refresh`; `/auth` only",
     },
     "admin": {
         "type": "http",

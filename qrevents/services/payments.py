@@ -144,11 +144,3 @@ def release_payment(account_id, transaction_id):
             transaction_id=payment.transaction_id,
         )
     return payment
-
-
-def list_payments(account_id, *, limit, cursor):
-    """Newest first; ``cursor`` is the last row id of the previous page."""
-    query = Payment.select(Payment, Qr).join(Qr).where(Payment.account == account_id)
-    if cursor:
-        query = query.where(Payment.id < cursor)
-    return list(query.order_by(Payment.id.desc()).limit(limit))
