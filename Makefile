@@ -21,17 +21,21 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 	$(PIP) -r requirements-dev.txt
 	touch $(DEV)
 
+# The server on QREVENTS_BIND (127.0.0.1:8000) and the simulated bank on the next port, the
+# demo account linked to it; Ctrl-C stops both.
 run: $(RUNTIME)
 	$(BIN)/flask --app app migrate
-	$(BIN)/flask --app app demo
-	$(BIN)/gunicorn app:app
+	$(BIN)/flask --app app demo --serve
 
-# The npm EventSource client of tests/test_real_clients.py, as pinned by its lock file.
+# The tests' npm packages, as pinned by the lock file: the EventSource client of
+# tests/test_real_clients.py, axe-core for tests/test_dashboard_day.py.
 tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
 	cd tests/js && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 
+# Two test processes (the machine's two cores), each file kept whole in one of them: most
+# tests wait on live servers, so the suite takes about half as long.
 test: $(DEV) lint tests/js/node_modules/.package-lock.json
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile --durations=20
 
 lint: $(DEV)
 	$(BIN)/ruff check .

@@ -141,7 +141,8 @@ def child_exit(server, worker):
 
 
 def post_worker_init(worker):
-    """Start delivery, and end every stream with ``server_shutdown`` when the worker stops."""
+    """Start delivery and the periodic jobs, and end every stream with ``server_shutdown``
+    when the worker stops."""
     import gc
 
     import gevent
@@ -154,10 +155,13 @@ def post_worker_init(worker):
     gc.set_threshold(2_000, 10, 100)
     delivery = worker.wsgi.extensions["qrevents"]
     delivery.start()
+    scheduler = worker.wsgi.extensions["qrevents.scheduler"]
+    scheduler.start()
 
     def end_streams_on_stop():
         while worker.alive:
             gevent.sleep(0.1)
+        scheduler.shutdown()
         delivery.shutdown()
 
     gevent.spawn(end_streams_on_stop)

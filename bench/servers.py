@@ -374,7 +374,8 @@ class FlaskSseServer(Server):
 
 
 class QreventsServer(Server):
-    """qrevents as deployed: ``gunicorn app:app`` with the repo's gunicorn.conf.py."""
+    """qrevents as deployed: ``gunicorn app:app`` with the repo's gunicorn.conf.py, beside
+    the simulated bank that issues its QRs (a process of its own, not pinned)."""
 
     probe_path = "/health"
 
@@ -385,6 +386,62 @@ class QreventsServer(Server):
         self.redis_url = redis_url
         self.workers = workers
         self.prefix = f"qrevents-bench-{uuid.uuid4().hex[:8]}:"
+        self.bank_port = free_port()
+        self.bank = None
+
+    def start(self, timeout=30):
+        log = open(self.workdir / f"{self.name}-bank.log", "ab")
+        self.bank = subprocess.Popen(
+            [
+                str(BIN / "python"),
+                "-m",
+                "qrevents.simulator",
+                "--bind",
+                f"{self.host}:{self.bank_port}",
+                "--state",
+                str(self.workdir / f"{self.name}-bank.db"),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        super().start(timeout)
+
+    def stop(self):
+        super().stop()
+        if self.bank is not None and self.bank.poll() is None:
+            self.bank.terminate()
+            self.bank.wait(10)
+
+    def _link_to_bank(self, account_id):
+        """Register a merchant at the simulated bank and link the account to it (blocking)."""
+        import requests
+
+        creds = {
+            "userName": f"bench{account_id}",
+            "password": uuid.uuid4().hex,
+            "aesKey": uuid.uuid4().hex,
+            "accountNumber": str(1_000_000 + account_id),
+        }
+        bank = f"http://{self.host}:{self.bank_port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                requests.post(bank + "/simulator/accounts", json=creds, timeout=5)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        linked = requests.post(
+            f"http://{self.host}:{self.port}/admin/accounts/{account_id}/bank",
+            json={"adapter": "simulator", "baseUrl": bank + "/ApiGateway/", **creds},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            timeout=10,
+        )
+        if linked.status_code not in (200, 201):
+            raise RuntimeError(f"linking account {account_id}: {linked.text[:200]}")
 
     def command(self):
         return [str(BIN / "gunicorn"), "app:app"]
@@ -397,6 +454,7 @@ class QreventsServer(Server):
             QREVENTS_JWT_SECRET_KEY="bench-jwt-secret-of-at-least-32-bytes!!",
             QREVENTS_ADMIN_API_KEY=ADMIN_KEY,
             QREVENTS_BANK_WEBHOOK_SECRET=BANK_SECRET,
+            QREVENTS_SECRET_KEY="bench-secret-key-for-bank-links",
             QREVENTS_MAX_STREAMS_PER_ACCOUNT="20000",
             QREVENTS_WORKER_CONNECTIONS="19500",
             QREVENTS_LOG_LEVEL="warning",
@@ -428,6 +486,7 @@ class QreventsServer(Server):
             key = await call(
                 "POST", f"/admin/accounts/{account['id']}/api-keys", {"name": "bench"}, admin
             )
+            await asyncio.to_thread(self._link_to_bank, account["id"])
             auth = [("Authorization", f"Bearer {key['key']}"), ("Content-Type", "application/json")]
             qr = await call(
                 "POST",

@@ -61,6 +61,23 @@ class StreamTicket(BaseModel):
     used_at = pw.DateTimeField(null=True)
 
 
+class RefreshToken(BaseModel):
+    """A refresh token of a password sign-in (its ``jti``; the token itself is never kept).
+
+    Tokens of one sign-in share a ``family``: each refresh uses one (``used_at``) and issues
+    the next; a used one presented again revokes the whole family (someone copied it).
+    """
+
+    jti = pw.CharField(max_length=64, unique=True)
+    family = pw.CharField(max_length=64, index=True)
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE")
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(index=True)
+    used_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+
+
 class Qr(BaseModel):
     qr_id = pw.CharField(max_length=20, unique=True)
     account = pw.ForeignKeyField(Account, backref="qrs", on_delete="CASCADE")
@@ -76,6 +93,10 @@ class Qr(BaseModel):
     status_changed_ms = pw.BigIntegerField(default=0)
     fingerprint = pw.CharField(max_length=64)
     created_at = pw.DateTimeField()
+    # The bank's picture of the QR (base64-decoded qrImage): what a payer scans.
+    image_png = pw.BlobField(null=True)
+    # When status sync last asked the bank about it (least recently checked go first).
+    bank_checked_at = pw.DateTimeField(null=True)
 
     class Meta:
         indexes = ((("account", "transaction_id"), True),)
@@ -99,6 +120,9 @@ class Payment(BaseModel):
     released_at = pw.DateTimeField(null=True)
     fingerprint = pw.CharField(max_length=64)
     created_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("account", "payment_date"), False),)
 
 
 class Movement(BaseModel):
@@ -136,6 +160,26 @@ class Event(BaseModel):
         )
 
 
+class BankLink(BaseModel):
+    """An account's bank: which adapter, where, and its credentials (secrets sealed).
+
+    ``leased_until`` is the reconciliation lease: the worker whose conditional UPDATE moves
+    it forward asks the bank for this account in this round; the others skip it.
+    """
+
+    account = pw.ForeignKeyField(Account, unique=True, on_delete="CASCADE")
+    adapter = pw.CharField(max_length=20)
+    base_url = pw.CharField(max_length=300)
+    user_name = pw.CharField(max_length=120)
+    password_sealed = pw.TextField()
+    aes_key_sealed = pw.TextField()
+    account_number_sealed = pw.TextField()
+    branch_code = pw.CharField(max_length=5, null=True)
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+    leased_until = pw.DateTimeField(null=True)
+
+
 class WebhookEndpoint(BaseModel):
     """An account's webhook endpoint, its delivery cursor and the lease of its deliverer.
 
@@ -148,7 +192,7 @@ class WebhookEndpoint(BaseModel):
     url = pw.CharField(max_length=2048)
     description = pw.CharField(max_length=200, null=True)
     events = pw.TextField(null=True)  # JSON list of event types; null: every durable type
-    secret = pw.TextField()  # the signing secret, sealed when a sealing key is configured
+    secret = pw.TextField()  # the signing secret, sealed with QREVENTS_SECRET_KEY
     enabled = pw.BooleanField(default=True)
     disabled_reason = pw.CharField(max_length=40, null=True)
     disabled_at = pw.DateTimeField(null=True)
@@ -183,10 +227,12 @@ TABLES = [
     User,
     ApiKey,
     StreamTicket,
+    RefreshToken,
     Qr,
     Payment,
     Movement,
     Event,
+    BankLink,
     WebhookEndpoint,
     WebhookDelivery,
 ]

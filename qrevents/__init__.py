@@ -29,7 +29,10 @@ from .errors import Unavailable, register_error_handlers
 from .reconnect import open_request_connection, rerun_on_lost_connection
 from .routes import BLUEPRINTS
 from .routes.events import NO_DATABASE, OWN_CONNECTION, STREAM_ENDPOINT, refused_stream_response
+from .routes.qr import BANK_BOUND as QR_BANK_BOUND
+from .scheduler import Scheduler
 from .schema import SchemaGate
+from .secret_box import WEBHOOK_PURPOSE, SecretBox
 from .serving import refuse_unsuitable_server
 from .sse import dumps
 
@@ -78,9 +81,17 @@ def create_app(test_config=None):
     schema.open()
     app.extensions["qrevents.schema"] = schema
 
+    app.extensions["qrevents.secret_box"] = SecretBox(settings["SECRET_KEY"])
+    app.extensions["qrevents.webhook_secret_box"] = SecretBox(
+        settings["SECRET_KEY"], purpose=WEBHOOK_PURPOSE
+    )
     delivery = Delivery(app, settings)
     app.extensions["qrevents"] = delivery
-    _register_connection_scope(app, delivery, schema, start_delivery=serving_under_gevent)
+    scheduler = Scheduler(app, settings)
+    app.extensions["qrevents.scheduler"] = scheduler
+    _register_connection_scope(
+        app, delivery, scheduler, schema, start_delivery=serving_under_gevent
+    )
     throttle.init_app(app, settings)
     logs.init_app(app)
     register_error_handlers(app)
@@ -117,14 +128,17 @@ def _make_psycopg2_cooperative():
     patch_psycopg()
 
 
-def _register_connection_scope(app, delivery, schema, *, start_delivery):
-    """One connection per request, except for routes that scope their own (the stream);
-    none until the schema is verified (a worker booted while the database was away)."""
+def _register_connection_scope(app, delivery, scheduler, schema, *, start_delivery):
+    """One connection per request, except for routes that scope their own (the stream, and
+    the routes that wait for the bank: no connection may be held while it answers); none
+    until the schema is verified (a worker booted while the database was away)."""
+    own_connection = OWN_CONNECTION | QR_BANK_BOUND
 
     @app.before_request
     def open_connection():
         if start_delivery and not delivery.started:
             delivery.start()
+            scheduler.start()
         if not request.endpoint or request.endpoint in NO_DATABASE:
             return
         try:
@@ -135,7 +149,7 @@ def _register_connection_scope(app, delivery, schema, *, start_delivery):
                     "overloaded", g.get("request_id")
                 )  # retried, 503 not
             raise
-        if request.endpoint not in OWN_CONNECTION:
+        if request.endpoint not in own_connection:
             open_request_connection()
 
     @app.teardown_request

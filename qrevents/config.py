@@ -14,6 +14,8 @@ DEFAULTS = {
     "JWT_SECRET_KEY": None,
     "ADMIN_API_KEY": None,
     "BANK_WEBHOOK_SECRET": None,
+    # Encrypts the bank links' secrets at rest (passwords, AES keys, account numbers).
+    "SECRET_KEY": None,
     "HEARTBEAT_SECONDS": 30.0,
     "RETRY_MS": 5000,
     "STREAM_QUEUE_SIZE": 1000,
@@ -27,11 +29,21 @@ DEFAULTS = {
     "MAX_STREAMS_PER_ACCOUNT": 100,
     "EVENT_RETENTION_DAYS": 7,
     "JWT_EXPIRES_SECONDS": 3600,
+    # A password sign-in's refresh token (the dashboard's working day); rotated on each use.
+    "REFRESH_EXPIRES_SECONDS": 43200,
     # The longest a stream cookie lives (a working day); never past its credential's expiry.
     "STREAM_COOKIE_SECONDS": 43200,
     "EXPIRY_SWEEP_SECONDS": 5.0,
     "RECONCILE_SECONDS": 1.0,
     "RETENTION_SWEEP_SECONDS": 3600.0,  # how often each worker prunes the event log
+    # The bank: timeouts of its HTTP calls, and the reconciliation round (paid QRs of the day
+    # and the day before, then statusQR for at most BANK_SYNC_BATCH active QRs per account).
+    "BANK_CONNECT_TIMEOUT_SECONDS": 3.0,
+    "BANK_READ_TIMEOUT_SECONDS": 15.0,
+    "BANK_SYNC_SECONDS": 300.0,
+    "BANK_SYNC_BATCH": 20,
+    # Unsigned payment notifications (each one asks the bank), per client address.
+    "BANK_TRIGGER_LIMIT": "60 per minute",
     # Abuse limits (flask-limiter syntax; "off" disables one), shared through Redis if set.
     "LOGIN_LIMIT_PER_EMAIL": "5 per minute",
     "LOGIN_LIMIT_PER_ADDRESS": "30 per minute",
@@ -70,7 +82,7 @@ DEFAULTS = {
     "ENV": "development",
 }
 
-SECRETS = ("JWT_SECRET_KEY", "ADMIN_API_KEY", "BANK_WEBHOOK_SECRET")
+SECRETS = ("JWT_SECRET_KEY", "ADMIN_API_KEY", "BANK_WEBHOOK_SECRET", "SECRET_KEY")
 
 
 class ConfigError(RuntimeError):

@@ -10,12 +10,12 @@ def success(message, data=None, status=200, **extra):
     return _json(body, status)
 
 
-def failure(message, code, status, fields=None, data=None):
+def failure(message, code, status, fields=None, data=None, **extra):
     """An error envelope with a machine code and, for validation, field messages."""
     error = {"code": code}
     if fields:
         error["fields"] = fields
-    body = {"success": False, "message": message, "data": data, "error": error}
+    body = {"success": False, "message": message, "data": data, "error": error, **extra}
     return _json(body, status)
 
 

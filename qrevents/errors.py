@@ -57,6 +57,23 @@ class TooManyRequests(ApiError):
     status, code, message = 429, "rate_limited", "Demasiadas solicitudes"
 
 
+class BankRefused(ApiError):
+    """The bank answered with a refusal; the message is the bank's own."""
+
+    status, code, message = 502, "bank_rejected", "El banco rechazó la operación"
+
+
+class BankTimedOut(ApiError):
+    status, code, message = 504, "bank_unavailable", "El banco no respondió a tiempo"
+
+
+class BankLinkUnreadable(ApiError):
+    """The link's secrets were sealed with another QREVENTS_SECRET_KEY (the setting changed)."""
+
+    status, code = 500, "bank_link_unreadable"
+    message = "El vínculo con el banco no se puede leer; vuelva a vincular la cuenta"
+
+
 class Unavailable(ApiError):
     status, code, message = 503, "unavailable", "Un servicio necesario no está disponible"
 

@@ -68,6 +68,17 @@ BANK_LATENCY = Histogram(
     ["operation"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0),
 )
+BANK_PAYMENTS_RECOVERED = Counter(
+    "qrevents_bank_payments_recovered",
+    "Payments the bank listed that no notification had brought, recorded by reconciliation",
+)
+BANK_DISAGREEMENTS = Counter(
+    "qrevents_bank_disagreements",
+    "What the bank says and the ledger holds cannot be reconciled by rule, by kind "
+    "(active_with_payment, cancelled_with_payment, unknown_status, payment_unrecorded): "
+    "for a person to look at",
+    ["kind"],
+)
 COMMIT_TO_WRITE = Histogram(
     "qrevents_commit_to_write_seconds",
     "From an event reaching this worker's hub (the commit, with the in-process broker) "

@@ -58,6 +58,18 @@ def _string(max_length, **extra):
 
 
 SCHEMAS = {
+    "BankLink": _object(
+        {
+            "accountId": ROW_ID,
+            "adapter": STRING,
+            "baseUrl": STRING,
+            "userName": STRING,
+            "branchCode": {"type": ["string", "null"]},
+            "createdAt": MOMENT,
+            "updatedAt": MOMENT,
+        },
+        additionalProperties=False,
+    ),
     "Error": _object(
         {
             "success": {"const": False},
@@ -159,8 +171,39 @@ SCHEMAS = {
             "accessToken": STRING,
             "tokenType": {"const": "Bearer"},
             "expiresIn": INTEGER,
+            "refreshExpiresIn": {
+                **INTEGER,
+                "description": "Seconds until the sign-in ends (the refresh cookie's life); "
+                "renewing does not extend it",
+            },
             "userId": INTEGER,
             "accountId": INTEGER,
+        }
+    ),
+    "PaymentSummary": _object(
+        {
+            "period": {"type": "string", "enum": ["day", "week"]},
+            "from": {**STRING, "format": "date", "description": "First La Paz day counted"},
+            "to": {**STRING, "format": "date", "description": "Last La Paz day counted"},
+            "timeZone": {"const": "America/La_Paz"},
+            "currency": {"type": "string", "enum": ["BOB", "USD"]},
+            "count": INTEGER,
+            "total": AMOUNT_OUT,
+            "average": {**_nullable(AMOUNT_OUT), "description": "Halves rounded up; null: none"},
+            "buckets": {
+                "type": "array",
+                "description": "24 hours (day) or 7 days (week), in order",
+                "items": _object(
+                    {
+                        "start": {
+                            **STRING,
+                            "description": "La Paz time, e.g. 2026-01-15T09:00:00-04:00",
+                        },
+                        "count": INTEGER,
+                        "total": AMOUNT_OUT,
+                    }
+                ),
+            },
         }
     ),
     "Ticket": _object(
@@ -193,8 +236,9 @@ SCHEMAS = {
             "enabled": BOOLEAN,
             "disabledReason": {
                 "type": ["string", "null"],
-                "enum": ["retries_exhausted", "disabled_by_user", None],
-                "description": "Why it is disabled: 3 days of failures, or a user",
+                "enum": ["retries_exhausted", "disabled_by_user", "secret_unreadable", None],
+                "description": "Why it is disabled: 3 days of failures, a user, or a secret "
+                "sealed under another QREVENTS_SECRET_KEY (register it again)",
             },
             "disabledAt": _nullable(MOMENT),
             "lastError": {
@@ -283,11 +327,14 @@ ERRORS = {
     403: "Not for this credential (`forbidden`): managing API keys or webhooks needs a user's "
     "JWT; a host application's token only reads",
     404: "No such resource in the caller's account",
-    409: "Conflicts with the current state (`transaction_id_reused`, `invalid_transition`, ...)",
+    409: "Conflicts with the current state (`transaction_id_reused`, `invalid_transition`, "
+    "`bank_not_linked`, ...)",
     413: "The body is larger than 64 KiB",
     422: "Some fields are not valid (`validation_failed`, with `error.fields`)",
     429: "Rate limited; wait `Retry-After` seconds",
+    502: "The bank refused (`bank_rejected`); `message` carries the bank's own message",
     503: "A dependency is down, the server is shutting down, or it is too busy (`Retry-After`)",
+    504: "The bank did not answer in time (`bank_unavailable`); nothing was recorded",
 }
 
 
@@ -332,6 +379,7 @@ SECURITY = {
     "admin": [{"admin": []}],
     "stats": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []}, {"tokenQuery": []}],
     "bank": [{"bankSignature": []}, {"bankBearer": []}],
+    "refresh": [{"refreshCookie": []}],
     "none": [],
 }
 
@@ -346,6 +394,30 @@ CURSOR = {
     "description": "`nextCursor` of the previous page",
     "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
 }
+
+
+def _query_param(name, schema, description):
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+LA_PAZ_DAY = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+AMOUNT_QUERY = {"type": "string", "pattern": "^[0-9]{1,8}(\\.[0-9]{1,2})?$"}
+PAYMENT_FILTERS = [
+    _query_param("from", LA_PAZ_DAY, "First La Paz day of the bank's payment date (inclusive)"),
+    _query_param("to", LA_PAZ_DAY, "Last La Paz day (inclusive), not before `from`"),
+    _query_param("minAmount", AMOUNT_QUERY, "Smallest amount (inclusive), a dot before cents"),
+    _query_param("maxAmount", AMOUNT_QUERY, "Largest amount (inclusive), not below minAmount"),
+    _query_param(
+        "payer",
+        {"type": "string", "minLength": 1, "maxLength": 120},
+        "Part of the payer's name, any case",
+    ),
+]
+CSV_COLUMNS_TEXT = (
+    "transactionId, qrId, description, amount (a dot before cents), currency, senderName, "
+    "senderDocumentId, senderAccount, senderBankCode, paymentDate and createdAt (ISO 8601 UTC), "
+    "review (true/false), reviewReason, releasedAt"
+)
 
 
 def _path_param(name, schema, description=None):
@@ -480,6 +552,22 @@ USER_BODY = _object(
 )
 
 BANK_EXTRA = {"responseCode": {"const": 0, "description": "What BANECO's callback expects"}}
+BANK_LINK_BODY = _object(
+    {
+        "adapter": {"type": "string", "enum": ["baneco", "simulator"]},
+        "baseUrl": {
+            "type": "string",
+            "maxLength": 300,
+            "description": "The bank's ApiGateway base URL (http or https)",
+        },
+        "userName": _string(120),
+        "password": _string(256),
+        "aesKey": {"type": "string", "minLength": 32, "maxLength": 32},
+        "accountNumber": {"type": "string", "pattern": "^[0-9A-Za-z-]{1,30}$"},
+        "branchCode": {"type": ["string", "null"], "pattern": "^[0-9A-Za-z]{1,5}$"},
+    },
+    required=["adapter", "baseUrl", "userName", "password", "aesKey", "accountNumber"],
+)
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 QR_STATUS = {"type": "string", "enum": QR_STATUSES}
@@ -686,12 +774,18 @@ def _paths():
     qr_ops = {
         "/qr": {
             "post": _operation(
-                "Create an active QR; emits `qr_created`",
+                "Ask the account's bank for a QR, then record it `active`; emits `qr_created` "
+                "(nothing when the bank refuses or does not answer)",
                 {
                     201: ok(_envelope(_ref("Qr")), "Created"),
-                    200: ok(_envelope(_ref("Qr")), "Already created with this transactionId"),
+                    200: ok(
+                        _envelope(_ref("Qr")),
+                        "Already created with this transactionId (the bank is not asked again)",
+                    ),
                 },
                 409,
+                502,
+                504,
                 body=QR_BODY,
                 tags=["qr"],
             ),
@@ -721,13 +815,15 @@ def _paths():
                 tags=["qr"],
             )
         },
-        "/qr/{qrId}/image.svg": {
+        "/qr/{qrId}/image.png": {
             "get": _operation(
-                "The QR drawn as an SVG image",
+                "The QR's picture as the bank issued it (what a payer scans); cacheable",
                 {
                     200: {
-                        "description": "The image",
-                        "content": {"image/svg+xml": {"schema": STRING}},
+                        "description": "The bank's PNG",
+                        "content": {
+                            "image/png": {"schema": {"type": "string", "format": "binary"}}
+                        },
                     }
                 },
                 404,
@@ -738,11 +834,14 @@ def _paths():
         },
         "/qr/{qrId}/cancel": {
             "post": _operation(
-                "Cancel an active QR; emits `qr_status_change` (syncSource `user`)",
+                "Cancel an active QR at the bank, then here; emits `qr_status_change` "
+                "(syncSource `user`). A refusal by the bank is 409 `bank_rejected` and syncs "
+                "the QR's status from the bank",
                 {200: ok(_envelope(_ref("Qr")), "Cancelled")},
                 404,
                 409,
                 422,
+                504,
                 params=[QR_ID],
                 tags=["qr"],
             )
@@ -750,7 +849,12 @@ def _paths():
     }
     payment_notice = _operation(
         "The bank notifies a payment: recorded once, credited, maybe held for review; emits "
-        "`qr_payment`, `account_balance_update` and, for a single-use QR, `qr_status_change`",
+        "`qr_payment`, `account_balance_update` and, for a single-use QR, `qr_status_change`. "
+        "Signed (or with the bearer secret) it is the bank's word. Without either (BANECO's "
+        "own notification) it is a trigger: the bank is asked (statusQR) and only the "
+        "payments it lists are recorded, with its amounts; not confirmed: 409 "
+        "`payment_not_confirmed`; rate-limited per address. Every answer carries "
+        "`responseCode` (0 recorded, 1 not: the bank retries)",
         {
             200: ok(
                 _envelope(
@@ -763,13 +867,17 @@ def _paths():
         },
         404,
         409,
+        502,
+        504,
         body=PAYMENT_BODY,
         security="bank",
         tags=["bank"],
     )
+    payment_notice["security"] = SECURITY["bank"] + [{}]  # {}: unsigned, a trigger
     bank_ops = {
         "/bank/payments": {"post": payment_notice},
         "/hooks/baneco/notifyPayment": {"post": payment_notice},
+        "/api/qrsimple/notifyPaymentQR": {"post": payment_notice},
         "/bank/qr-status": {
             "post": _operation(
                 "The bank syncs a QR's status; emits `qr_status_change` (syncSource `bank_api`)",
@@ -792,10 +900,46 @@ def _paths():
         },
         "/payments": {
             "get": _operation(
-                "The account's payments, newest first",
+                "The account's payments, newest first, filtered by La Paz day, amount and payer",
                 {200: ok(_envelope(_page("Payment")), "A page of payments")},
                 422,
-                params=[LIMIT, CURSOR],
+                params=[*PAYMENT_FILTERS, LIMIT, CURSOR],
+                tags=["payments"],
+            )
+        },
+        "/payments.csv": {
+            "get": _operation(
+                "Every matching payment as CSV, oldest first, streamed: UTF-8 with a BOM, "
+                f"CRLF lines, a header row, then the columns {CSV_COLUMNS_TEXT}. A text cell "
+                "starting with = + - @ gets a leading ' (no spreadsheet formula)",
+                {
+                    200: {
+                        "description": "The CSV file (Content-Disposition: attachment)",
+                        "content": {"text/csv": {"schema": STRING}},
+                    }
+                },
+                422,
+                params=PAYMENT_FILTERS,
+                tags=["payments"],
+            )
+        },
+        "/payments/summary": {
+            "get": _operation(
+                "Collected in a La Paz day, per hour, or in the 7 days ending with it, per "
+                "day (one query): total, count, average",
+                {200: ok(_envelope(_ref("PaymentSummary")), "The summary")},
+                422,
+                params=[
+                    _query_param(
+                        "period", {"type": "string", "enum": ["day", "week"]}, "Default day"
+                    ),
+                    _query_param("date", LA_PAZ_DAY, "The (last) La Paz day; default today"),
+                    _query_param(
+                        "currency",
+                        {"type": "string", "enum": ["BOB", "USD"]},
+                        "Default: the account's",
+                    ),
+                ],
                 tags=["payments"],
             )
         },
@@ -873,13 +1017,48 @@ def _paths():
             )
         },
     }
+    admin_ops["/admin/accounts/{accountId}/bank"] = {
+        "post": _operation(
+            "Link an account to its bank (or replace the link); secrets are stored encrypted "
+            "and never returned",
+            {
+                201: ok(_envelope(_ref("BankLink")), "Linked"),
+                200: ok(_envelope(_ref("BankLink")), "Link replaced"),
+            },
+            404,
+            body=BANK_LINK_BODY,
+            params=[_path_param("accountId", ROW_ID)],
+            security="admin",
+            tags=["admin"],
+        )
+    }
     other_ops = {
         "/auth/login": {
             "post": _operation(
-                "Email and password for a JWT (default lifetime 1 h)",
+                "Email and password for a JWT (default lifetime 1 h); also sets the refresh "
+                "cookie `qrevents_refresh` (HttpOnly, SameSite=Strict, Path=/auth, Secure in "
+                "production) for the sign-in's working day",
                 {200: ok(_envelope(_ref("Login")), "Logged in")},
                 401,
                 body=LOGIN_BODY,
+                security="none",
+                tags=["auth"],
+            )
+        },
+        "/auth/refresh": {
+            "post": _operation(
+                "The refresh cookie for a new JWT; the cookie is rotated (a used one presented "
+                "again is refused and revokes the whole sign-in)",
+                {200: ok(_envelope(_ref("Login")), "Renewed")},
+                401,
+                security="refresh",
+                tags=["auth"],
+            )
+        },
+        "/auth/logout": {
+            "post": _operation(
+                "Revoke the sign-in of the refresh cookie, if any, and clear the cookie",
+                {200: ok(_envelope({"type": "null"}), "Signed out")},
                 security="none",
                 tags=["auth"],
             )
@@ -1042,6 +1221,12 @@ SECURITY_SCHEMES = {
         "name": "qrevents_stream_<accountId>",
         "description": "Set by `POST /events/ticket`; used when no other credential is given, "
         "so a native EventSource reconnects by itself; the stream only",
+    },
+    "refreshCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "qrevents_refresh",
+        "description": "Set by `POST /auth/login` and `POST /auth/refresh`; `/auth` only",
     },
     "admin": {
         "type": "http",

@@ -58,3 +58,17 @@ def open_request_connection():
         database.connect(reuse_if_open=True)
     except LOST:
         raise unavailable() from None
+
+
+def in_connection(step, *args):
+    """``step(*args)`` in a short connection of its own (views that hold none while the bank
+    answers), run again once on a fresh connection if PostgreSQL ended it before commit.
+    A connection the caller already holds is used as it is."""
+    if not database.is_closed():
+        return step(*args)
+    open_request_connection()
+    try:
+        return rerun_on_lost_connection(step)(*args)
+    finally:
+        if not database.is_closed():
+            database.close()

@@ -41,6 +41,19 @@ def qr_json(qr):
     return {**data, "createdAt": iso(qr.created_at)}
 
 
+def bank_link_json(link):
+    """An account's bank link as the operator sees it: never a secret."""
+    return {
+        "accountId": link.account_id,
+        "adapter": link.adapter,
+        "baseUrl": link.base_url,
+        "userName": link.user_name,
+        "branchCode": link.branch_code,
+        "createdAt": iso(link.created_at),
+        "updatedAt": iso(link.updated_at),
+    }
+
+
 def payment_json(payment):
     return {
         "transactionId": payment.transaction_id,

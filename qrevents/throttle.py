@@ -6,8 +6,9 @@ refusal is our JSON envelope with ``Retry-After`` and nothing else changes. The 
 live in Redis when ``QREVENTS_REDIS_URL`` is set, so every worker and host shares them,
 else in this process. Keys hold a hash of the credential, never the credential.
 
-Not limited: the stream (it has its own per-account cap), bank callbacks (a bank retries
-and must never be turned away), health, metrics, this API's description and the
+Not limited: the stream (it has its own per-account cap), signed bank callbacks (a bank
+retries and must never be turned away; unsigned ones, which make us ask the bank, are
+limited per client address), health, metrics, this API's description and the
 dashboard's files. If Redis cannot be reached, requests pass (and for a few seconds no
 attempt is made): an outage of the counters must not become an outage of the API.
 """
@@ -73,6 +74,7 @@ class Throttle:
         self.login_per_email = _limit(settings["LOGIN_LIMIT_PER_EMAIL"])
         self.login_per_address = _limit(settings["LOGIN_LIMIT_PER_ADDRESS"])
         self.api_rate = _limit(settings["API_RATE_LIMIT"])
+        self.bank_trigger = _limit(settings["BANK_TRIGGER_LIMIT"])
         self.failures_per_address = _limit(settings["AUTH_FAILURE_LIMIT_PER_ADDRESS"])
         self.failures_per_account = _limit(settings["AUTH_FAILURE_LIMIT_PER_ACCOUNT"])
         self.storage_down_until = 0.0
@@ -94,6 +96,19 @@ class Throttle:
         who = _digest(credential) if credential else "addr:" + str(request.remote_addr)
         if not self._safely(self.counters.hit, self.api_rate, "api", who):
             self._refuse(self.api_rate, "api", who, "Demasiadas solicitudes con esta credencial")
+
+    def check_bank_trigger(self):
+        """Count an unsigned payment notification of this address (each one asks the bank)."""
+        if self.bank_trigger is None:
+            return
+        who = str(request.remote_addr)
+        if not self._safely(self.counters.hit, self.bank_trigger, "bank-trigger", who):
+            self._refuse(
+                self.bank_trigger,
+                "bank-trigger",
+                who,
+                "Demasiadas notificaciones sin firma desde esta dirección",
+            )
 
     def check_login(self, email):
         """Refuse a login while this email or this address has too many recent failures."""

@@ -219,9 +219,63 @@ class Fields:
             return None
         return value if len(value) == 8 else value + ":00"
 
+    def pattern(self, name, regex, message, *, required=True):
+        """A string matching ``regex`` whole (as typed by a person: surrounding blanks go)."""
+        value = self._raw(name, required)
+        if value is self._MISSING:
+            return None
+        if not isinstance(value, str) or not regex.fullmatch(value.strip()):
+            self.fail(name, message)
+            return None
+        return value.strip()
+
     def check(self):
         if self.errors:
             raise ValidationFailed(fields=self.errors)
+
+
+_BASE_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?")
+_AES_KEY = re.compile(r"[\x21-\x7e]{32}")
+_ACCOUNT_NUMBER = re.compile(r"[0-9A-Za-z\-]{1,30}")
+_BRANCH_CODE = re.compile(r"[0-9A-Za-z]{1,5}")
+
+
+def bank_link(body):
+    """An account's bank link from ``{adapter, baseUrl, userName, password, aesKey,
+    accountNumber, branchCode?}``; every bad field named, no value echoed (they are secret)."""
+    from .banks import BankLink
+    from .services.bank_links import ADAPTERS
+
+    fields = Fields(body)
+    adapter = fields.choice("adapter", ADAPTERS)
+    base_url = fields.pattern(
+        "baseUrl", _BASE_URL, "debe ser la URL http(s) del ApiGateway del banco"
+    )
+    if base_url is not None and len(base_url) > 300:
+        fields.fail("baseUrl", "debe tener como máximo 300 caracteres")
+    user_name = fields.string("userName", max_length=120)
+    password = fields.string("password", max_length=256)
+    aes_key = fields.pattern(
+        "aesKey", _AES_KEY, "debe ser la clave de 32 caracteres que entregó el banco"
+    )
+    account_number = fields.pattern(
+        "accountNumber", _ACCOUNT_NUMBER, "debe tener de 1 a 30 letras, dígitos o -"
+    )
+    branch_code = fields.pattern(
+        "branchCode", _BRANCH_CODE, "debe tener de 1 a 5 letras o dígitos", required=False
+    )
+    fields.check()
+    if not base_url.endswith("/"):
+        base_url += "/"  # the bank's paths are relative to the ApiGateway base
+    return BankLink(
+        adapter=adapter,
+        base_url=base_url,
+        user_name=user_name.strip(),
+        password=password,
+        aes_key=aes_key,
+        account_number=account_number,
+        branch_code=branch_code,
+    )
 
 
 def _encodable(text):

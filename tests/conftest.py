@@ -131,7 +131,11 @@ def app(tmp_path, monkeypatch):
 
 
 def create_test_qr(account_id):
-    """An active single-use QR of 10.00 BOB, created through the service."""
+    """An active single-use QR of 10.00 BOB, recorded through the service as if a bank had
+    issued it (in-process tests have no bank; the id is the bank's format)."""
+    import secrets
+
+    from qrevents.banks import IssuedQr
     from qrevents.services import qrs
 
     request = qrs.QrRequest(
@@ -143,4 +147,6 @@ def create_test_qr(account_id):
         modify_amount=False,
         transaction_id=None,
     )
-    return qrs.create_qr(account_id, request)[0]
+    plan = qrs.plan_qr(account_id, request)
+    issued = IssuedQr(qr_id=f"261130{secrets.randbelow(10**14):014d}", image_png=b"")
+    return qrs.record_issued(account_id, request, plan, issued)[0]

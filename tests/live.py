@@ -2,9 +2,11 @@
 
 Modelled on Werkzeug's own live-server fixture: pick a free port, start, poll until the
 server answers, read its log, stop it. Plus the clients a user would hold: a small HTTP
-API helper and an SSE client that reads real frames off the socket.
+API helper (whose new tenants are linked to a simulated bank, ``tests.bank_sim``) and an
+SSE client that reads real frames off the socket.
 """
 
+import atexit
 import http.client
 import json
 import os
@@ -13,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -53,6 +56,7 @@ class LiveServer:
             QREVENTS_JWT_SECRET_KEY="test-jwt-secret-of-at-least-32-bytes!!",
             QREVENTS_ADMIN_API_KEY=ADMIN_KEY,
             QREVENTS_BANK_WEBHOOK_SECRET=BANK_SECRET,
+            QREVENTS_SECRET_KEY="test-secret-key-for-bank-links",
             QREVENTS_HEARTBEAT_SECONDS="0.2",
             # Webhook receivers in tests listen on 127.0.0.1; the refusal is tested apart.
             QREVENTS_WEBHOOK_ALLOW_PRIVATE="1",
@@ -135,6 +139,22 @@ class LiveServer:
         self._log.close()
 
 
+_SHARED_SIMULATOR = None
+
+
+def shared_simulator():
+    """The simulated bank new tenants are linked to: one per test process, started on first
+    use, stopped at exit. Tests that switch faults on use a simulator of their own."""
+    global _SHARED_SIMULATOR
+    if _SHARED_SIMULATOR is None:
+        from tests.bank_sim import BankSimulator
+
+        folder = Path(tempfile.mkdtemp(prefix="qrevents-simulator-"))
+        _SHARED_SIMULATOR = BankSimulator(folder, notify_interval=0.1).start()
+        atexit.register(_SHARED_SIMULATOR.stop)
+    return _SHARED_SIMULATOR
+
+
 @dataclass
 class Tenant:
     """An account with a user, a user's API key and a JWT, as a merchant would have."""
@@ -146,6 +166,7 @@ class Tenant:
     api_key: str
     api_key_id: int
     jwt: str
+    bank: dict | None = None  # the merchant's credentials at the simulated bank
 
     @property
     def headers(self):
@@ -158,6 +179,9 @@ class Api:
 
     base: str
     session: requests.Session = field(default_factory=requests.Session)
+    # The bank new tenants are linked to (a tests.bank_sim.BankSimulator; when None, the
+    # process's shared one).
+    simulator: object = None
 
     def url(self, path):
         return self.base + path
@@ -176,7 +200,10 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()["data"]
 
-    def new_tenant(self, currency="BOB"):
+    def new_tenant(self, currency="BOB", *, bank=True, notify_bearer=BANK_SECRET):
+        """An account with a user, a key and a JWT, linked to the simulated bank (which
+        notifies this server with ``notify_bearer``; None: unauthenticated, as BANECO's
+        own specification has it)."""
         account = self.admin("/admin/accounts", {"name": "Comercio", "currency": currency})
         email, password = f"u{uuid.uuid4().hex[:10]}@example.com", "correct horse 1"
         user = self.admin(
@@ -188,6 +215,7 @@ class Api:
         )
         login = self.post("/auth/login", json={"email": email, "password": password})
         assert login.status_code == 200, login.text
+        creds = self.link_bank(account["id"], notify_bearer) if bank else None
         return Tenant(
             account_id=account["id"],
             user_id=user["id"],
@@ -196,7 +224,29 @@ class Api:
             api_key=key["key"],
             api_key_id=key["id"],
             jwt=login.json()["data"]["accessToken"],
+            bank=creds,
         )
+
+    def link_bank(self, account_id, notify_bearer=BANK_SECRET):
+        """Register a merchant at the simulator and link the account to it; its credentials."""
+        simulator = self.simulator or shared_simulator()
+        link = simulator.register(
+            notify_url=self.url("/api/qrsimple/notifyPaymentQR"), notify_bearer=notify_bearer
+        )
+        creds = {
+            "userName": link.user_name,
+            "password": link.password,
+            "aesKey": link.aes_key,
+            "accountNumber": link.account_number,
+        }
+        body = {"adapter": "simulator", "baseUrl": link.base_url, **creds}
+        response = self.post(
+            f"/admin/accounts/{account_id}/bank",
+            json=body,
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert response.status_code in (200, 201), response.text
+        return creds
 
     def create_qr(self, tenant, amount="100.50", **fields):
         body = {"amount": Decimal(amount), "currency": "BOB", "description": "Pago de servicios"}

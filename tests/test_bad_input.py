@@ -330,7 +330,8 @@ CASES = [
     pytest.param(post("/qr/{w.cancelled_qr[qrId]}/cancel"), 409, "invalid_transition", None,
                  id="qr-cancel-already-cancelled"),
     # ---- POST /bank/payments: who sends it
-    pytest.param(pay_signed(), 401, "invalid_signature", None, id="pay-unsigned"),
+    # Unsigned: a trigger to ask the bank, which knows nothing of this payment (docs/BANKS.md).
+    pytest.param(pay_signed(), 409, "payment_not_confirmed", None, id="pay-unsigned"),
     pytest.param(pay_signed(timestamp=-400), 401, "invalid_signature", None,
                  id="pay-signature-older-than-300s"),
     pytest.param(pay_signed(timestamp=+400), 401, "invalid_signature", None,
@@ -345,11 +346,19 @@ CASES = [
                  None, id="pay-wrong-static-bearer"),
     pytest.param(pay_signed(authorization=f"Basic {BANK_SECRET}"), 401, "invalid_signature",
                  None, id="pay-secret-as-basic"),
-    pytest.param(lambda w: w.api.bank("/bank/payments", b"{bad", sign=False), 401,
-                 "invalid_signature", None, id="pay-unsigned-malformed"),
+    pytest.param(lambda w: w.api.bank("/bank/payments", b"{bad", sign=False), 400,
+                 "invalid_json", None, id="pay-unsigned-malformed"),
     pytest.param(lambda w: w.api.bank("/hooks/baneco/notifyPayment",
                                       payment_body(w.qr["qrId"], "10.00"), sign=False),
-                 401, "invalid_signature", None, id="baneco-unsigned"),
+                 409, "payment_not_confirmed", None, id="baneco-unsigned"),
+    pytest.param(lambda w: w.api.bank("/api/qrsimple/notifyPaymentQR",
+                                      {"payment": payment_body(w.qr["qrId"], "10.00")},
+                                      sign=False),
+                 409, "payment_not_confirmed", None, id="baneco-own-path-unsigned"),
+    pytest.param(lambda w: w.api.bank("/api/qrsimple/notifyPaymentQR",
+                                      {"payment": {"qrId": "a\nb", "transactionId": "1"}},
+                                      sign=False),
+                 422, "validation_failed", "qrId", id="baneco-own-path-unsigned-bad-qr-id"),
     # ---- POST /bank/payments: what it says
     pytest.param(pay_raw("{bad"), 400, "invalid_json", None, id="pay-malformed-json"),
     pytest.param(pay_raw("[]"), 400, "invalid_json", None, id="pay-array-body"),
@@ -535,6 +544,8 @@ def test_bad_request_is_refused_and_changes_nothing(watch, send, status, code, f
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
+    # The bank's routes add BANECO's responseCode beside the envelope: non-zero, a retry.
+    assert body.pop("responseCode", 1) != 0, body
     assert set(body) == {"success", "message", "data", "error"}, body
     assert body["success"] is False and body["data"] is None
     assert isinstance(body["message"], str) and body["message"]

@@ -119,7 +119,7 @@ def create_qr_on_page(
     page.fill("#qr-form [name=dueDate]", due_date)
     page.set_checked("#qr-form [name=singleUse]", single_use)
     page.set_checked("#qr-form [name=modifyAmount]", modify_amount)
-    page.click("#qr-form button[type=submit]")
+    page.click("#qr-form button[type=submit]:not([name=charge])")
     row = page.locator("#qr-list li", has_text=description)
     expect(row).to_have_count(1)
     return row.get_attribute("data-qr-id")
@@ -142,13 +142,21 @@ def test_payment_shows_in_feed_and_balance_within_a_second(page, dashboard_serve
     expect(page.locator("#balance")).to_have_text("Bs 0,00")
     expect(page.locator("#last-heartbeat")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
 
-    qr_id = create_qr_on_page(page, "1.100,50", "Venta de mostrador", due_date="2030-12-31")
+    qr_id = create_qr_on_page(page, "1.100,50", "Venta de mostrador", due_date="31/12/2030")
     row = qr_row(page, qr_id)
     expect(row.locator(".status")).to_have_attribute("data-status", "active")
     expect(row).to_contain_text("vence 31/12/2030, 23:59")  # a date: the end of that day, La Paz
     expect(row.locator("img.qr-image")).to_have_attribute("src", re.compile(r"^blob:"))
     assert row.locator("img.qr-image").evaluate("img => img.complete && img.naturalWidth > 0")
+    box = row.locator("img.qr-image").bounding_box()
+    assert box["width"] >= 240 and box["height"] >= 240, box  # a phone scans it off the screen
     shot(page, "qr-created")
+    row.locator("img.qr-image").click()  # charge mode: enlarged, to scan from further away
+    zoom = page.locator("#charge-image")
+    expect(zoom).to_be_visible()
+    assert zoom.bounding_box()["width"] > box["width"]
+    page.click("#charge-close")
+    expect(page.locator("#charge")).to_be_hidden()
 
     page.evaluate("() => { window.__shifts.length = 0; }")
     paid = api.pay(qr_id, "1100.50")
@@ -400,9 +408,12 @@ def test_qrevents_js_over_native_eventsource_spends_tickets_and_resumes(page, da
     assert f"lastEventId=qr_created_{first['qrId']}" in streams[1]
 
 
-def test_expired_sign_in_asks_to_sign_in_again(browser, tmp_path):
+def test_sign_in_past_its_working_day_asks_to_sign_in_again(browser, tmp_path):
+    """Tokens are renewed until the sign-in itself ends (here 7 s after the password)."""
     database_url = f"sqlite:///{tmp_path / 'qrevents.db'}"
-    live = LiveServer(tmp_path, database_url, jwt_expires_seconds=3, **FAST).start()
+    live = LiveServer(
+        tmp_path, database_url, jwt_expires_seconds=2, refresh_expires_seconds=7, **FAST
+    ).start()
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -410,8 +421,11 @@ def test_expired_sign_in_asks_to_sign_in_again(browser, tmp_path):
         tenant = api.new_tenant()
         api.session.close()
         sign_in(page, live.base, tenant)
+        page.wait_for_timeout(2500)  # past the first token's expiry: renewed, still in
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+        assert page.evaluate("() => window.qreventsDashboard.renewals") >= 2
         expect(page.locator("#connection")).to_have_attribute(
-            "data-state", "signed_out", timeout=6000
+            "data-state", "signed_out", timeout=8000
         )
         expect(page.locator("#signin-message")).to_have_text(
             "La sesión expiró. Inicie sesión de nuevo."

@@ -1,9 +1,11 @@
 """What the dashboard needs from the server, over plain HTTP: the page, its scripts, and
-each QR drawn as an image for the account that owns it."""
+each QR's picture (the bank's PNG) for the account that owns it."""
 
 import re
 
-from qrevents.qr_code import draw_svg
+import requests
+
+from tests.live import shared_simulator
 
 
 def test_dashboard_page_is_served_with_a_strict_content_security_policy(api):
@@ -23,21 +25,24 @@ def test_browser_client_and_dashboard_scripts_are_served_as_javascript(api):
         assert re.match(r"(text|application)/javascript", response.headers["Content-Type"]), path
 
 
-def test_qr_image_is_an_svg_of_the_qrs_id_amount_and_currency(api, tenant):
+def test_qr_image_is_the_banks_png(api, tenant):
+    """What a payer scans is the bank's picture, served as the bank drew it."""
     qr = api.create_qr(tenant, "1100.50")
-    response = api.get(f"/qr/{qr['qrId']}/image.svg", headers=tenant.headers)
+    response = api.get(f"/qr/{qr['qrId']}/image.png", headers=tenant.headers)
     assert response.status_code == 200
-    assert response.headers["Content-Type"] == "image/svg+xml; charset=utf-8"
-    assert response.headers["Cache-Control"] == "private, max-age=86400"
+    assert response.headers["Content-Type"] == "image/png"
+    assert response.headers["Cache-Control"] == "private, max-age=31536000, immutable"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    expected = f'{{"qrId":"{qr["qrId"]}","amount":1100.50,"currency":"BOB"}}'
-    assert response.content == draw_svg(expected)
-    assert b"<script" not in response.content
+    drawn_by_bank = requests.get(
+        shared_simulator().root + f"/simulator/qr/{qr['qrId']}/image.png", timeout=10
+    )
+    assert response.content == drawn_by_bank.content
+    assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_qr_image_needs_a_credential(api, tenant):
     qr = api.create_qr(tenant)
-    response = api.get(f"/qr/{qr['qrId']}/image.svg")
+    response = api.get(f"/qr/{qr['qrId']}/image.png")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_credentials"
 
@@ -45,6 +50,6 @@ def test_qr_image_needs_a_credential(api, tenant):
 def test_qr_image_of_another_account_is_not_found(api, tenant):
     qr = api.create_qr(tenant)
     stranger = api.new_tenant()
-    response = api.get(f"/qr/{qr['qrId']}/image.svg", headers=stranger.headers)
+    response = api.get(f"/qr/{qr['qrId']}/image.png", headers=stranger.headers)
     assert response.status_code == 404
     assert response.json()["success"] is False

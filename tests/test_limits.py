@@ -139,6 +139,7 @@ def test_an_unreachable_counter_store_lets_requests_through():
             "LOGIN_LIMIT_PER_EMAIL": one,
             "LOGIN_LIMIT_PER_ADDRESS": one,
             "API_RATE_LIMIT": one,
+            "BANK_TRIGGER_LIMIT": one,
             "AUTH_FAILURE_LIMIT_PER_ADDRESS": one,
             "AUTH_FAILURE_LIMIT_PER_ACCOUNT": one,
         }
@@ -148,6 +149,7 @@ def test_an_unreachable_counter_store_lets_requests_through():
             throttle.check_request()
             throttle.count_failed_login("ana@example.com")
             throttle.check_login("ana@example.com")
+            throttle.check_bank_trigger()
             throttle.count_failed_authentication(7)
     assert throttle.storage_down_until > time.monotonic()
 

@@ -61,7 +61,8 @@ def test_streams_events_frames_and_callbacks_are_counted(make_server):
         assert api.pay(qr["qrId"], "10.00", "TXN_M1").json()["duplicate"] is True
         held = api.pay(qr["qrId"], "10.00", "TXN_M2")  # the QR is used: held for review
         assert held.json()["data"]["review"] is True
-        assert api.bank("/bank/payments", {"qrId": qr["qrId"]}, sign=False).status_code == 401
+        # Unsigned, it is a trigger to ask the bank; without a transactionId, not even that.
+        assert api.bank("/bank/payments", {"qrId": qr["qrId"]}, sign=False).status_code == 422
         by_key.take(6)
         by_jwt.take(6)
     after = scrape_once_streams_closed(api)

@@ -2,15 +2,18 @@
 on each database backend.
 
 Random sequences of QR creations, payments (normal, duplicate, conflicting, late, of the
-wrong amount or currency), cancellations, expiry sweeps, bank status syncs and releases,
+wrong amount or currency; one the bank's notification and the reconciliation both bring,
+in either order), cancellations, expiry sweeps, bank status syncs and releases,
 across several accounts, each with a live hub subscription. After every step: the
 balances are what a simple model predicts and what the ledger adds up to; the available
 balance is the balance less the held payments; each account's event log is contiguous;
 and each subscription got exactly its own account's events, in order.
 """
 
+import secrets
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -26,9 +29,11 @@ from hypothesis.stateful import (
 
 from models import Account, Event, Movement, Payment, Qr, database
 from qrevents import create_app
+from qrevents.banks import IssuedQr
 from qrevents.clock import utcnow
 from qrevents.errors import ApiError, Conflict, ValidationFailed
-from qrevents.services import payments, qrs
+from qrevents.notices import payment_notice
+from qrevents.services import bank_sync, payments, qrs
 from qrevents.services.accounts import create_account
 from qrevents.services.eventlog import frames_between
 from qrevents.services.ledger import MOVEMENT_EFFECTS
@@ -92,7 +97,10 @@ class MoneyModel(RuleBasedStateMachine):
             modify_amount=modify_amount,
             transaction_id=None,
         )
-        qr, created = qrs.create_qr(account_id, request)
+        plan = qrs.plan_qr(account_id, request)
+        # What the bank would answer (the model has no bank: an id in the bank's format).
+        issued = IssuedQr(qr_id=f"261130{secrets.randbelow(10**14):014d}", image_png=b"")
+        qr, created = qrs.record_issued(account_id, request, plan, issued)
         assert created
         self.qrs[qr.qr_id] = QrModel(
             qr.qr_id, account_id, amount, single_use, modify_amount, qr.due_date
@@ -158,6 +166,47 @@ class MoneyModel(RuleBasedStateMachine):
         self.balance[qr.account_id] += amount
         if reason is None:
             self.available[qr.account_id] += amount
+        self.event_count[qr.account_id] += 2
+        if qr.single_use and reason is None:
+            qr.status = "used"
+            self.event_count[qr.account_id] += 1
+        self.payments[notice.transaction_id] = [notice, reason is not None, False]
+
+    @precondition(lambda self: self.qrs)
+    @rule(data=st.data(), notice_first=st.booleans())
+    def notification_and_reconciliation_bring_one_payment(self, data, notice_first):
+        """The bank's PaymentQR reaches us twice: as its notification (the nested body) and
+        in the paid list reconciliation reads. Whichever comes first records it, once."""
+        qr = self._pick_qr(data)
+        now = utcnow() - timedelta(hours=4)  # La Paz wall time, as the bank writes it
+        body = {
+            "qrId": qr.qr_id,
+            "transactionId": str(secrets.randbelow(10**12)),
+            "paymentDate": now.strftime("%Y-%m-%dT00:00:00"),
+            "paymentTime": now.strftime("%H:%M:%S"),
+            "currency": "BOB",
+            "amount": Decimal(qr.amount) / 100,
+            "senderBankCode": "1016",
+            "senderName": "CLIENTE",
+            "senderDocumentId": "0",
+            "senderAccount": "******1913",
+            "description": "modelo",
+        }
+        notice = payment_notice({"payment": body})
+        reason = self._review_reason(qr, notice)
+
+        def by_notification():
+            return not payments.post_payment(payment_notice({"payment": body}))[1]
+
+        def by_reconciliation():
+            return bool(bank_sync.record_bank_payments([body], source="paidQR"))
+
+        order = (by_notification, by_reconciliation)
+        recorded = [arrive() for arrive in (order if notice_first else order[::-1])]
+        assert recorded == [True, False]
+        self.balance[qr.account_id] += qr.amount
+        if reason is None:
+            self.available[qr.account_id] += qr.amount
         self.event_count[qr.account_id] += 2
         if qr.single_use and reason is None:
             qr.status = "used"

@@ -123,7 +123,7 @@ def _exercise_every_route(api):
     api.get("/qr?limit=0", headers=auth)
     api.get(f"/qr/{qr['qrId']}", headers=auth)
     api.get("/qr/00000000000000000000", headers=auth)
-    api.get(f"/qr/{qr['qrId']}/image.svg", headers=auth)
+    api.get(f"/qr/{qr['qrId']}/image.png", headers=auth)
 
     api.pay(qr["qrId"], "10.00", "TXN_FLOW_1")
     api.pay(qr["qrId"], "10.00", "TXN_FLOW_1")
@@ -141,6 +141,16 @@ def _exercise_every_route(api):
     api.bank("/bank/qr-status", {"qrId": qr["qrId"], "status": "completed"})
     api.bank("/bank/qr-status", {"qrId": qr["qrId"], "status": "cancelled"})
     api.get("/payments?limit=1", headers=auth)
+    api.get("/payments?from=2026-01-01&to=2030-12-31&minAmount=1&payer=juan", headers=auth)
+    api.get("/payments?from=15/01/2026", headers=auth)
+    api.get("/payments.csv?from=2026-01-01", headers=auth)
+    api.get("/payments.csv?minAmount=1,5", headers=auth)
+    api.get("/payments/summary", headers=auth)
+    api.get("/payments/summary?period=week&date=2026-01-15&currency=BOB", headers=auth)
+    api.get("/payments/summary?period=year", headers=auth)
+    api.post("/auth/refresh")  # the login of new_tenant left its cookie in this session
+    api.post("/auth/logout")
+    api.post("/auth/refresh")
     api.get("/accounts/me/movements", headers=auth)
     api.post("/payments/TXN_FLOW_HELD/release", headers=auth)
     api.post("/payments/TXN_FLOW_HELD/release", headers=auth)
@@ -172,6 +182,14 @@ def _exercise_every_route(api):
         headers=ADMIN,
     )
     api.post("/admin/accounts/999999/api-keys", json={"name": "k"}, headers=ADMIN)
+    api.link_bank(tenant.account_id)  # linked already: 200, the link replaced
+    api.post(f"/admin/accounts/{tenant.account_id}/bank", json={"adapter": "x"}, headers=ADMIN)
+    api.post("/admin/accounts/999999/bank", json={}, headers=ADMIN)
+    api.post(
+        "/api/qrsimple/notifyPaymentQR",
+        data=dumps({"payment": payment_body(qr["qrId"], "1.00", "TXN_FORGED")}),
+        headers={"Content-Type": "application/json"},
+    )
     api.get("/health")
     api.get("/openapi.json")
     api.get("/metrics", headers=ADMIN)

@@ -5,12 +5,13 @@ import subprocess
 import time
 from datetime import timedelta
 
-from models import Event, StreamTicket
+from models import Event, RefreshToken, StreamTicket
 from qrevents.auth import Identity, issue_ticket
 from qrevents.clock import utcnow
-from qrevents.services.accounts import create_account
+from qrevents.services.accounts import create_account, create_user
 from qrevents.services.eventlog import resume_point
 from qrevents.services.retention import prune
+from qrevents.services.sessions import start_session
 from tests.conftest import create_test_qr
 from tests.live import BIN, ROOT, Api
 
@@ -131,3 +132,16 @@ def _execute(database_url, sql):
     with psycopg2.connect(database_url) as db, db.cursor() as cursor:
         cursor.execute(sql)
         return cursor.fetchall() if cursor.description else []
+
+
+def test_prune_removes_refresh_tokens_past_their_sign_ins_end(app):
+    account = create_account("A", "BOB")
+    user = create_user(account.id, "ana@example.com", "correct horse 1", "Ana")
+    with app.app_context():  # flask-jwt-extended signs with the app's key
+        start_session(user, 3600)
+        start_session(user, 3600)
+    RefreshToken.update(expires_at=utcnow() - timedelta(seconds=1)).where(
+        RefreshToken.id == RefreshToken.select(RefreshToken.id).limit(1)
+    ).execute()
+    assert prune(7) == (0, 1)
+    assert RefreshToken.select().count() == 1

@@ -4,9 +4,9 @@ from flask import Blueprint
 
 from ..auth import require_admin
 from ..envelope import success
-from ..resources import account_json, api_key_json, user_json
-from ..services import accounts
-from ..validation import MAX_ID, Fields, json_object
+from ..resources import account_json, api_key_json, bank_link_json, user_json
+from ..services import accounts, bank_links
+from ..validation import MAX_ID, Fields, bank_link, json_object
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -51,3 +51,13 @@ def create_api_key(account_id):
     return success(
         "API key creada; guárdela, no se mostrará otra vez", api_key_json(key, plaintext), 201
     )
+
+
+@bp.post(f"/accounts/<int(max={MAX_ID}):account_id>/bank")
+def link_bank(account_id):
+    """Link the account to its bank (or replace the link); the answer holds no secret."""
+    link = bank_link(json_object())
+    row, created = bank_links.link_account(account_id, link)
+    if created:
+        return success("Banco vinculado a la cuenta", bank_link_json(row), 201)
+    return success("Vínculo con el banco actualizado", bank_link_json(row))

@@ -1,14 +1,21 @@
-"""``POST /auth/login``: email and password for a one-hour JWT."""
+"""Password sign-in: ``POST /auth/login`` for a short-lived JWT and a refresh cookie,
+``POST /auth/refresh`` to renew both, ``POST /auth/logout`` to end the sign-in."""
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 from flask_jwt_extended import create_access_token
 
-from ..envelope import success
+from ..clock import utcnow
+from ..envelope import failure, success
 from ..errors import Unauthorized
 from ..services.accounts import login
+from ..services.sessions import end_session, rotate_session, start_session
 from ..validation import Fields, json_object
 
 bp = Blueprint("auth", __name__)
+
+# HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it), and sent
+# only to the /auth routes: the refresh token never travels with API calls or streams.
+REFRESH_COOKIE = "qrevents_refresh"
 
 
 @bp.post("/auth/login")
@@ -24,13 +31,68 @@ def log_in():
     except Unauthorized:
         throttle.count_failed_login(email)
         raise
-    expires_in = current_app.config["QREVENTS"]["JWT_EXPIRES_SECONDS"]
+    settings = current_app.config["QREVENTS"]
+    refresh_token, expires_at = start_session(user, settings["REFRESH_EXPIRES_SECONDS"])
+    return _signed_in(user, refresh_token, expires_at, "Sesión iniciada")
+
+
+@bp.post("/auth/refresh")
+def refresh():
+    """A new access token for the refresh cookie, which is rotated (spent and replaced)."""
+    token = request.cookies.get(REFRESH_COOKIE)
+    if not token:
+        raise Unauthorized("Se requiere la cookie de sesión", code="missing_credentials")
+    try:
+        user, next_token, expires_at = rotate_session(token)
+    except Unauthorized as refused:
+        response = failure(refused.message, refused.code, refused.status)
+        _forget_cookie(response)
+        return response
+    return _signed_in(user, next_token, expires_at, "Sesión renovada")
+
+
+@bp.post("/auth/logout")
+def log_out():
+    """Revoke the sign-in of the refresh cookie (if any) and forget the cookie."""
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token:
+        end_session(token)
+    response = success("Sesión cerrada", None)
+    _forget_cookie(response)
+    return response
+
+
+def _signed_in(user, refresh_token, expires_at, message):
+    """The access token, and the refresh cookie until the sign-in's end (not extended)."""
+    settings = current_app.config["QREVENTS"]
+    refresh_seconds = max(0, round((expires_at - utcnow()).total_seconds()))
     token = create_access_token(identity=str(user.id), additional_claims={"acc": user.account_id})
     data = {
         "accessToken": token,
         "tokenType": "Bearer",
-        "expiresIn": expires_in,
+        "expiresIn": settings["JWT_EXPIRES_SECONDS"],
+        "refreshExpiresIn": refresh_seconds,
         "userId": user.id,
         "accountId": user.account_id,
     }
-    return success("Sesión iniciada", data)
+    response = success(message, data)
+    response.set_cookie(
+        REFRESH_COOKIE,
+        refresh_token,
+        max_age=refresh_seconds,
+        path=request.script_root + "/auth",
+        secure=settings["ENV"] == "production",
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+def _forget_cookie(response):
+    response.delete_cookie(
+        REFRESH_COOKIE,
+        path=request.script_root + "/auth",
+        secure=current_app.config["QREVENTS"]["ENV"] == "production",
+        httponly=True,
+        samesite="Strict",
+    )

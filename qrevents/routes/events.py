@@ -33,6 +33,7 @@ OWN_CONNECTION = {
 # Routes that work without the database (served even while it is away).
 NO_DATABASE = {"dashboard.page", "static", "metrics.metrics", "openapi.openapi"}
 STREAM_ENDPOINT = "events.stream"
+
 # Where a stream cookie is sent (one cookie per path: a browser sends it nowhere else).
 STREAM_PATHS = ("/events/stream", "/api/events/stream")
 

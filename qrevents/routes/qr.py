@@ -1,21 +1,29 @@
-"""QRs of the caller's account: create, list, read, cancel."""
+"""QRs of the caller's account: create (at the bank), list, read, cancel (at the bank first).
+
+Creating and cancelling wait for the bank: those two views scope their own short database
+connections (``BANK_BOUND``, kept out of the per-request connection) so that none is held
+while the bank answers (``services.issuing``).
+"""
 
 from flask import Blueprint, request
 
 from ..auth import authenticate
 from ..envelope import success
 from ..errors import ValidationFailed
+from ..reconnect import in_connection
 from ..resources import page_json, qr_json
-from ..services import qrs
+from ..services import issuing, qrs
 from ..sse import SAFE_ID
 from ..validation import Fields, json_object, page_args
 
 bp = Blueprint("qr", __name__)
 
+BANK_BOUND = {"qr.create_qr", "qr.cancel_qr"}
+
 
 @bp.post("/qr")
 def create_qr():
-    identity = authenticate()
+    identity = in_connection(authenticate)
     fields = Fields(json_object())
     req = qrs.QrRequest(
         amount_cents=fields.amount("amount"),
@@ -27,7 +35,7 @@ def create_qr():
         transaction_id=fields.safe_id("transactionId", max_length=30, required=False),
     )
     fields.check()
-    qr, created = qrs.create_qr(identity.account_id, req)
+    qr, created = issuing.create_qr(identity.account_id, req)
     if created:
         return success("QR creado", qr_json(qr), 201)
     return success("QR ya existente para este transactionId", qr_json(qr))
@@ -52,8 +60,9 @@ def get_qr(qr_id):
 
 @bp.post("/qr/<qr_id>/cancel")
 def cancel_qr(qr_id):
-    identity = authenticate()
-    return success("QR cancelado", qr_json(qrs.cancel_qr(identity.account_id, _checked(qr_id))))
+    qr_id = _checked(qr_id)
+    identity = in_connection(authenticate)
+    return success("QR cancelado", qr_json(issuing.cancel_qr(identity.account_id, qr_id)))
 
 
 def _checked(qr_id):

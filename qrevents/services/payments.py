@@ -52,8 +52,12 @@ def review_reason(qr, notice):
     return None
 
 
-def post_payment(notice):
-    """``(payment, duplicate)``: record, credit, update the QR, log and announce, once."""
+def post_payment(notice, sync_source="payment"):
+    """``(payment, duplicate)``: record, credit, update the QR, log and announce, once.
+
+    ``sync_source`` names, in the single-use QR's ``qr_status_change``, who told us:
+    ``payment`` (the bank's notification), ``bank_api`` (we asked the bank).
+    """
     found = get_row(Qr, Qr.qr_id, notice.qr_id, fields=(Qr.id, Qr.account))
     if found is None:
         raise NotFound("El QR no existe")
@@ -103,7 +107,7 @@ def post_payment(notice):
             transaction_id=payment.transaction_id,
         )
         if used:
-            change.record(sse.qr_status_change(qr, previous_status, "payment"))
+            change.record(sse.qr_status_change(qr, previous_status, sync_source))
     return payment, False
 
 
@@ -140,11 +144,3 @@ def release_payment(account_id, transaction_id):
             transaction_id=payment.transaction_id,
         )
     return payment
-
-
-def list_payments(account_id, *, limit, cursor):
-    """Newest first; ``cursor`` is the last row id of the previous page."""
-    query = Payment.select(Payment, Qr).join(Qr).where(Payment.account == account_id)
-    if cursor:
-        query = query.where(Payment.id < cursor)
-    return list(query.order_by(Payment.id.desc()).limit(limit))

@@ -1,16 +1,22 @@
-"""The QR lifecycle: creation (idempotent per merchant transactionId), status changes, expiry."""
+"""The QR lifecycle: creation (idempotent per merchant transactionId), status changes, expiry.
+
+A QR is always the bank's: creation is planned here, issued by the bank (``routes.qr``,
+holding no database connection meanwhile), then recorded here.
+"""
 
 import hashlib
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from models import Account, Qr
 from models.statements import update
 
 from .. import sse
+from ..banks import QrOrder
 from ..clock import epoch_ms, iso, utcnow
 from ..errors import Conflict, NotFound, ValidationFailed
+from ..validation import LA_PAZ
 from .eventlog import account_change
 
 STATUSES = ("active", "used", "completed", "expired", "cancelled")
@@ -42,50 +48,82 @@ class QrRequest:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def new_qr_id(now):
-    """20 digits: the creation date ``YYMMDD`` (UTC), then 14 random digits."""
-    return now.strftime("%y%m%d") + f"{secrets.randbelow(10**14):014d}"
-
-
 def new_transaction_id():
     return "TXN_" + secrets.token_hex(10).upper()
 
 
-def create_qr(account_id, req):
-    """``(qr, created)``; a repeated request returns the first QR, a conflicting one is 409."""
+@dataclass(frozen=True)
+class QrPlan:
+    """What a creation asks the bank for, decided before the bank is called."""
+
+    transaction_id: str
+    due_date: datetime
+    fingerprint: str
+    asked_at: datetime  # the QR's createdAt: when the bank was asked for it
+
+
+def issued_before(account_id, req):
+    """The QR this request already created, or None; 409 if its transactionId made another."""
+    if req.transaction_id is None:
+        return None
+    existing = Qr.get_or_none(
+        (Qr.account == account_id) & (Qr.transaction_id == req.transaction_id)
+    )
+    if existing is not None and existing.fingerprint != req.fingerprint():
+        raise Conflict("Este transactionId ya se usó para otro QR", code="transaction_id_reused")
+    return existing
+
+
+def plan_qr(account_id, req):
+    """Check a creation against the account (currency, due date) before asking the bank."""
     now = utcnow()
     due_date = req.due_date or now + DEFAULT_LIFETIME
     if due_date <= now:
         raise ValidationFailed(fields={"dueDate": "debe estar en el futuro"})
+    currency = Account.select(Account.currency).where(Account.id == account_id).scalar()
+    if req.currency != currency:
+        raise ValidationFailed(fields={"currency": f"debe ser la moneda de la cuenta ({currency})"})
+    return QrPlan(req.transaction_id or new_transaction_id(), due_date, req.fingerprint(), now)
+
+
+def bank_order(req, plan):
+    """The bank's generateQR request: the due date as the La Paz calendar day."""
+    return QrOrder(
+        transaction_id=plan.transaction_id,
+        amount_cents=req.amount_cents,
+        currency=req.currency,
+        description=req.description,
+        due_date=plan.due_date.replace(tzinfo=UTC).astimezone(LA_PAZ).date(),
+        single_use=req.single_use,
+        modify_amount=req.modify_amount,
+    )
+
+
+def record_issued(account_id, req, plan, issued):
+    """``(qr, created)``: the QR the bank issued, recorded ``active`` with ``qr_created``.
+
+    Under the account's lock: a concurrent identical creation that recorded first wins,
+    and this one returns the winner's QR (the bank's spare QR is the caller's to cancel).
+    """
     with account_change(account_id) as change:
-        if req.currency != change.account.currency:
-            raise ValidationFailed(
-                fields={"currency": f"debe ser la moneda de la cuenta ({change.account.currency})"}
-            )
-        fingerprint = req.fingerprint()
         if req.transaction_id is not None:
-            existing = Qr.get_or_none(
-                (Qr.account == account_id) & (Qr.transaction_id == req.transaction_id)
-            )
+            existing = issued_before(account_id, req)
             if existing is not None:
-                if existing.fingerprint != fingerprint:
-                    raise Conflict(
-                        "Este transactionId ya se usó para otro QR", code="transaction_id_reused"
-                    )
                 return existing, False
         qr = Qr.create(
-            qr_id=new_qr_id(now),
+            qr_id=issued.qr_id,
             account=account_id,
-            transaction_id=req.transaction_id or new_transaction_id(),
+            transaction_id=plan.transaction_id,
             amount_cents=req.amount_cents,
             currency=req.currency,
             description=req.description,
-            due_date=due_date,
+            due_date=plan.due_date,
             single_use=req.single_use,
             modify_amount=req.modify_amount,
             status="active",
-            fingerprint=fingerprint,
-            created_at=now,
+            fingerprint=plan.fingerprint,
+            created_at=plan.asked_at,
+            image_png=issued.image_png,
         )
         change.record(sse.qr_created(qr))
     return qr, True
@@ -124,14 +162,20 @@ def change_status(change, qr, new_status, sync_source):
     change.record(sse.qr_status_change(qr, previous, sync_source))
 
 
+def cancellable(qr):
+    """409 unless the QR is active (checked before the bank is asked, and again after)."""
+    if qr.status != "active":
+        raise Conflict(
+            f"Solo se puede cancelar un QR activo (está {qr.status})",
+            code="invalid_transition",
+        )
+
+
 def cancel_qr(account_id, qr_id):
-    """A merchant withdraws an active QR."""
+    """Record that a merchant withdrew an active QR (the bank has cancelled it already)."""
     with account_change(account_id) as change:
         qr = get_qr(account_id, qr_id)
-        if qr.status != "active":
-            raise Conflict(
-                f"Solo se puede cancelar un QR activo (está {qr.status})", code="invalid_transition"
-            )
+        cancellable(qr)
         change_status(change, qr, "cancelled", "user")
     return qr
 

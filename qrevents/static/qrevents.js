@@ -193,7 +193,10 @@ async function errorCode(response, fallback) {
  *
  * Options:
  * - `credential` (required): an API key or JWT, or a function (sync or async) returning one,
- *   called before every connection (so a caller can hand over a refreshed token).
+ *   called before every connection (so a caller can hand over a refreshed token). With a
+ *   function, a stream ended at the token's expiry (`token_expired`) is resumed at once with
+ *   the function's next token: a session that renews its token never sees a sign-out, nor a
+ *   gap; only a refused next token signs out.
  * - `baseUrl`: the server's root (default: this page's origin).
  * - `transport`: `'fetch'` (default: the credential in an Authorization header), `'cookie'` (a
  *   native EventSource with the stream cookie; same origin only) or `'eventsource'` (a native
@@ -272,6 +275,27 @@ export class QrEventsClient {
     this.setState(STATES.CLOSED);
   }
 
+  /**
+   * With the cookie transport, trade the current credential for a fresh stream cookie (call
+   * it after renewing a token): the browser's own reconnections then carry a cookie that
+   * lives as long as the new token. False when the server refused.
+   */
+  async renewStreamCookie() {
+    if (this.options.transport !== 'cookie' || this.stopped) return false;
+    const credential = await this.credential();
+    try {
+      const response = await this.options.fetch(this.url('events/ticket'), {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${credential}` },
+        cache: 'no-store',
+        credentials: 'same-origin',
+      });
+      return response.ok;
+    } catch {
+      return false;
+    }
+  }
+
   /** Skip the backoff wait (e.g. on the browser's `online` event). */
   reconnectNow() {
     this.attempt = 0;
@@ -313,6 +337,7 @@ export class QrEventsClient {
         if (error?.name !== 'AbortError') this.emit('error', error, { type: 'error', id: null });
       }
       if (this.stopped || !outcome.retry) return;
+      if (outcome.renewed) continue; // the same session, with its next token: no wait
       this.setState(STATES.RECONNECTING, { reason: outcome.reason });
       const base = this.options.retryMs ?? this.serverRetryMs ?? 1000;
       const delay = Math.max(
@@ -529,6 +554,11 @@ export class QrEventsClient {
     this.closeCurrent = null;
     if (this.stopped) return { retry: false };
     const reason = this.closedFor;
+    this.closedFor = null; // said of this stream only
+    if (reason === 'token_expired' && typeof this.options.credential === 'function') {
+      this.attempt = 0;
+      return { retry: true, reason, renewed: true };
+    }
     if (CREDENTIAL_REASONS.has(reason)) {
       this.signOut(reason);
       return { retry: false };

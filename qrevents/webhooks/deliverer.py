@@ -37,6 +37,7 @@ from models.statements import insert_many
 
 from .. import metrics
 from ..clock import utcnow
+from ..secret_box import SecretUnreadable
 from . import payload
 from .transport import EndpointConnection
 
@@ -191,11 +192,27 @@ def _take_lease(endpoint_id, now, lease):
     if won != 1:
         return None
     row = WebhookEndpoint.get_by_id(endpoint_id)
+    try:
+        secret = payload.signing_secret(row.secret)
+    except SecretUnreadable:
+        # QREVENTS_SECRET_KEY changed: nothing can be signed for it until it is registered
+        # again. Disabled with the reason shown, instead of failing every round.
+        log.error("webhook endpoint %s: its secret cannot be decrypted; disabled", row.id)
+        WebhookEndpoint.update(
+            enabled=False,
+            disabled_reason="secret_unreadable",
+            disabled_at=now,
+            last_error="el secreto no se puede descifrar con QREVENTS_SECRET_KEY; "
+            "registre el webhook de nuevo",
+            leased_until=None,
+            lease_owner=None,
+        ).where(WebhookEndpoint.id == row.id).execute()
+        return None
     return _Held(
         id=row.id,
         account_id=row.account_id,
         url=row.url,
-        secret=payload.signing_secret(row.secret),
+        secret=secret,
         types=frozenset(json.loads(row.events)) if row.events else None,
         cursor_seq=row.cursor_seq,
         attempts=row.attempts,

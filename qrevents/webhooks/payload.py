@@ -7,6 +7,8 @@ the log stores it and the stream sends it, inserted byte for byte, never re-enco
 import json
 import secrets
 
+from flask import current_app
+
 from .. import __version__, bank_signature
 from ..clock import iso
 
@@ -20,14 +22,14 @@ def new_secret():
 
 
 def store_secret(secret):
-    """The secret as stored: in clear, since it must be read back to sign. (To seal it, as
-    bank links' secrets are, this and ``signing_secret`` are the two places to change.)"""
-    return secret
+    """The secret as stored: sealed with ``QREVENTS_SECRET_KEY`` (it must be read back to
+    sign, so it cannot be a hash); a database dump alone cannot sign for qrevents."""
+    return current_app.extensions["qrevents.webhook_secret_box"].seal(secret)
 
 
 def signing_secret(stored):
-    """The secret to sign with, from its stored form."""
-    return stored
+    """The secret to sign with; ``SecretUnreadable`` if sealed under another key."""
+    return current_app.extensions["qrevents.webhook_secret_box"].open(stored)
 
 
 def new_delivery_id():

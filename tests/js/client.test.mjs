@@ -446,3 +446,53 @@ test('close() while the credential is being fetched opens no stream', async () =
   await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal(server.requests.length, 0);
 });
+
+test('a stream ended at its token\'s expiry resumes at once with the next token, no sign-out', async () => {
+  const expired = frame('stream_closed', { reason: 'token_expired', timestamp: 't' });
+  const server = scriptedServer([
+    { open: true, frames: [connection(false), frame('qr_created', { qrId: 'Q1' }, 'qr_created_Q1'), expired] },
+    { open: true, frames: [connection(true), expired] },
+    { open: true, frames: [connection(true)] },
+  ]);
+  const tokens = ['one.jwt.token', 'two.jwt.token', 'three.jwt.token'];
+  const client = newClient(server, { credential: async () => tokens.shift(), retryMs: 10000 });
+  const states = [];
+  client.on('state', (state) => states.push(state));
+  client.start();
+  await eventually(() => client.stats.connections === 3, 500); // no 10 s backoff between
+  client.close();
+  assert.ok(!states.includes(STATES.SIGNED_OUT) && !states.includes(STATES.RECONNECTING));
+  assert.deepEqual(
+    server.requests.map((request) => [request.headers.Authorization, request.headers['Last-Event-ID']]),
+    [
+      ['Bearer one.jwt.token', undefined],
+      ['Bearer two.jwt.token', 'qr_created_Q1'],
+      ['Bearer three.jwt.token', 'qr_created_Q1'],
+    ],
+  );
+});
+
+test('a fixed credential still signs out when its stream ends at the token\'s expiry', async () => {
+  const server = scriptedServer([
+    { open: true, frames: [connection(false), frame('stream_closed', { reason: 'token_expired' })] },
+  ]);
+  const client = newClient(server, { credential: 'fixed.jwt.token' });
+  client.start();
+  await eventually(() => client.state === STATES.SIGNED_OUT);
+  assert.equal(server.requests.length, 1);
+});
+
+test('after a token expiry, a refused next token signs out instead of looping', async () => {
+  const server = scriptedServer([
+    { open: true, frames: [connection(false), frame('stream_closed', { reason: 'token_expired' })] },
+    { status: 401, body: { success: false, error: { code: 'token_expired' } } },
+  ]);
+  const client = newClient(server, { credential: async () => 'stale.jwt.token' });
+  const reasons = [];
+  client.on('signed_out', ({ reason }) => reasons.push(reason));
+  client.start();
+  await eventually(() => client.state === STATES.SIGNED_OUT);
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(server.requests.length, 2);
+  assert.deepEqual(reasons, ['token_expired']);
+});

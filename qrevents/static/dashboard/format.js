@@ -67,3 +67,36 @@ export function parseAmount(text) {
   const amount = Number(value);
   return amount > 0 ? amount : null;
 }
+
+/**
+ * `2026-01-15` for a date typed as `15/01/2026` (also `15-01-2026`, `15.01.2026`, `5/1/2026`),
+ * or null when it is no real calendar date. Parsed here rather than by `<input type=date>`,
+ * which shows the browser's locale (mm/dd/yyyy on an English one), not the merchant's.
+ */
+export function parseDate(text) {
+  const match = /^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$/.exec(String(text).trim());
+  if (!match) return null;
+  const [day, month, year] = match.slice(1).map(Number);
+  const probe = new Date(Date.UTC(year, month - 1, day));
+  if (probe.getUTCFullYear() !== year || probe.getUTCMonth() !== month - 1) return null;
+  if (probe.getUTCDate() !== day || year < 2000) return null;
+  return `${year}-${String(month).padStart(2, '0')}-${String(day).padStart(2, '0')}`;
+}
+
+/** `15/01/2026` for `2026-01-15` (a calendar date, no time zone involved). */
+export function formatDate(isoDate) {
+  const match = /^(\d{4})-(\d{2})-(\d{2})/.exec(isoDate || '');
+  return match ? `${match[3]}/${match[2]}/${match[1]}` : '';
+}
+
+/** The La Paz calendar date (`2026-01-15`) of an ISO timestamp or a Date. */
+export function laPazDate(moment) {
+  const parts = new Intl.DateTimeFormat('en-CA', {
+    timeZone: TIME_ZONE,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+  }).formatToParts(new Date(moment));
+  const get = (type) => parts.find((part) => part.type === type).value;
+  return `${get('year')}-${get('month')}-${get('day')}`;
+}

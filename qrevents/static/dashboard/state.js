@@ -42,6 +42,8 @@ function paymentFrom(data) {
     senderName: data.senderName,
     description: data.description,
     paymentDate: data.paymentDate,
+    // When it reached us: the REST answer's createdAt, or the moment the stream brought it.
+    arrivedAt: data.createdAt || data.arrivedAt || null,
     review: Boolean(data.review),
     reviewReason: data.reviewReason || null,
     released: Boolean(data.releasedAt),

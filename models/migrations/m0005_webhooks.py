@@ -3,7 +3,7 @@ every delivery attempt."""
 
 import peewee as pw
 
-VERSION = 2
+VERSION = 5
 
 
 class _Frozen(pw.Model):
