@@ -180,6 +180,7 @@ def test_webhook_settings_that_would_break_a_promise_stop_the_start(tmp_path, se
         "QREVENTS_JWT_SECRET_KEY": "x" * 40,
         "QREVENTS_ADMIN_API_KEY": "qra_x",
         "QREVENTS_BANK_WEBHOOK_SECRET": "y" * 40,
+        "QREVENTS_SECRET_KEY": "z" * 40,
         **settings,
     }
     with pytest.raises(ConfigError, match=says):

@@ -12,6 +12,7 @@ from qrevents_client import verify_webhook
 from qrevents import __version__
 from tests.conftest import fresh_database_url
 from tests.live import ADMIN_KEY, Api, LiveServer
+from tests.test_auth import database
 
 FAST = {
     "webhook_allow_private": 1,
@@ -399,8 +400,53 @@ def test_private_and_metadata_addresses_are_refused(strict_server, url):
     assert api.get("/webhooks", headers=jwt_headers(tenant)).json()["data"]["items"] == []
 
 
-def test_a_secret_is_never_listed_nor_logged(api, tenant, receiver, hook_server):
+def stored_secret(server, endpoint_id):
+    db = database(server)
+    try:
+        return db.execute_sql(
+            f"SELECT secret FROM webhook_endpoint WHERE id = {db.param}", (endpoint_id,)
+        ).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_a_secret_is_never_listed_nor_logged_and_is_stored_sealed(
+    api, tenant, receiver, hook_server
+):
     made = register(api, tenant, receiver.url())
     listed = json.dumps(api.get("/webhooks", headers=jwt_headers(tenant)).json())
     assert made["secret"] not in listed
     assert made["secret"] not in hook_server.log()
+    stored = stored_secret(hook_server, made["id"])
+    assert made["secret"] not in stored and made["secret"][6:] not in stored
+
+
+def test_a_secret_sealed_under_another_key_disables_its_endpoint_with_the_reason(
+    make_server, receiver
+):
+    live = make_server(**FAST)
+    api = Api(live.base)
+    tenant = api.new_tenant()
+    made = register(api, tenant, receiver.url(), events=["qr_created"])
+    # As if QREVENTS_SECRET_KEY had changed since: a value sealed under another key.
+    from qrevents.secret_box import WEBHOOK_PURPOSE, SecretBox
+
+    foreign = SecretBox("another-deployment-key", purpose=WEBHOOK_PURPOSE).seal(made["secret"])
+    db = database(live)
+    try:
+        db.execute_sql(
+            f"UPDATE webhook_endpoint SET secret = {db.param} WHERE id = {db.param}",
+            (foreign, made["id"]),
+        )
+    finally:
+        db.close()
+    api.create_qr(tenant)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        shown = api.get(f"/webhooks/{made['id']}", headers=jwt_headers(tenant)).json()["data"]
+        if not shown["enabled"]:
+            break
+        time.sleep(0.1)
+    assert shown["enabled"] is False and shown["disabledReason"] == "secret_unreadable"
+    assert "QREVENTS_SECRET_KEY" in shown["lastError"]
+    assert receiver.at() == []  # nothing sent unsigned or signed with something else
