@@ -124,8 +124,53 @@ def admin(base, path, body):
     return response.json()["data"]
 
 
-def setup_account(base, args, receiver_port):
+def start_bank(tmp):
+    """The simulated bank every QR is issued by (``qrevents.simulator``); its base URL."""
+    port = free_port()
+    log = open(tmp / "bank.log", "wb")
+    process = subprocess.Popen(
+        [
+            str(BIN / "python"),
+            "-m",
+            "qrevents.simulator",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--state",
+            str(tmp / "bank.db"),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def link_bank(base, bank, account_id):
+    creds = {
+        "userName": f"bench{account_id}",
+        "password": uuid.uuid4().hex,
+        "aesKey": uuid.uuid4().hex,
+        "accountNumber": str(1_000_000 + account_id),
+    }
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            requests.post(bank + "/simulator/accounts", json=creds, timeout=5).raise_for_status()
+            break
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    admin(
+        base,
+        f"/admin/accounts/{account_id}/bank",
+        {"adapter": "simulator", "baseUrl": bank + "/ApiGateway/", **creds},
+    )
+
+
+def setup_account(base, bank, args, receiver_port):
     account = admin(base, "/admin/accounts", {"name": "Bench", "currency": "BOB"})
+    link_bank(base, bank, account["id"])
     email = f"bench{uuid.uuid4().hex[:8]}@example.com"
     admin(
         base,
@@ -233,10 +278,11 @@ def main(argv=None):
     receiver_port = free_port()
     receiver = subprocess.Popen([str(BIN / "python"), "-c", RECEIVER, str(receiver_port)])
     database_name, database_url = fresh_postgres(args.postgres) if args.postgres else (None, None)
+    bank_process, bank = start_bank(tmp)
     server, base = start_qrevents(tmp, args, database_url)
     try:
         _wait(f"http://127.0.0.1:{receiver_port}/")
-        qrs = setup_account(base, args, receiver_port)
+        qrs = setup_account(base, bank, args, receiver_port)
         paid, behind, took = pay_at_rate(base, qrs, args)
         expected = paid * args.endpoints * (2 if args.all_events else 1)
         deadline = time.monotonic() + args.drain_seconds
@@ -277,6 +323,8 @@ def main(argv=None):
         server.wait(20)
         receiver.terminate()
         receiver.wait(5)
+        bank_process.terminate()
+        bank_process.wait(5)
         if database_name:
             drop_postgres(args.postgres, database_name)
 
