@@ -14,6 +14,8 @@ from .tables import (
     RefreshToken,
     StreamTicket,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "RefreshToken",
     "StreamTicket",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "bind_database",
     "connection",
     "database",

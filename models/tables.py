@@ -180,4 +180,59 @@ class BankLink(BaseModel):
     leased_until = pw.DateTimeField(null=True)
 
 
-TABLES = [Account, User, ApiKey, StreamTicket, RefreshToken, Qr, Payment, Movement, Event, BankLink]
+class WebhookEndpoint(BaseModel):
+    """An account's webhook endpoint, its delivery cursor and the lease of its deliverer.
+
+    ``cursor_seq`` is the last event (account sequence) delivered or skipped; a deliverer
+    holds ``lease_owner`` until ``leased_until`` and extends it before every attempt, so no
+    two workers deliver to one endpoint at once.
+    """
+
+    account = pw.ForeignKeyField(Account, backref="webhooks", on_delete="CASCADE")
+    url = pw.CharField(max_length=2048)
+    description = pw.CharField(max_length=200, null=True)
+    events = pw.TextField(null=True)  # JSON list of event types; null: every durable type
+    secret = pw.TextField()  # the signing secret, sealed with QREVENTS_SECRET_KEY
+    enabled = pw.BooleanField(default=True)
+    disabled_reason = pw.CharField(max_length=40, null=True)
+    disabled_at = pw.DateTimeField(null=True)
+    last_error = pw.CharField(max_length=300, null=True)
+    cursor_seq = pw.BigIntegerField()
+    attempts = pw.IntegerField(default=0)  # failed attempts at the event after the cursor
+    failing_since = pw.DateTimeField(null=True)
+    next_attempt_at = pw.DateTimeField(null=True)
+    leased_until = pw.DateTimeField(null=True)
+    lease_owner = pw.CharField(max_length=32, null=True)
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+
+
+class WebhookDelivery(BaseModel):
+    """One delivery attempt of one event to one endpoint, as its account's users read it."""
+
+    endpoint = pw.ForeignKeyField(WebhookEndpoint, backref="deliveries", on_delete="CASCADE")
+    delivery_id = pw.CharField(max_length=40)
+    event_id = pw.CharField(max_length=128)
+    event_seq = pw.BigIntegerField()
+    attempt = pw.IntegerField()
+    status_code = pw.IntegerField(null=True)
+    latency_ms = pw.IntegerField()
+    error = pw.CharField(max_length=300, null=True)
+    succeeded = pw.BooleanField()
+    created_at = pw.DateTimeField(index=True)
+
+
+TABLES = [
+    Account,
+    User,
+    ApiKey,
+    StreamTicket,
+    RefreshToken,
+    Qr,
+    Payment,
+    Movement,
+    Event,
+    BankLink,
+    WebhookEndpoint,
+    WebhookDelivery,
+]

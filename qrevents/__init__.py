@@ -32,7 +32,7 @@ from .routes.events import NO_DATABASE, OWN_CONNECTION, STREAM_ENDPOINT, refused
 from .routes.qr import BANK_BOUND as QR_BANK_BOUND
 from .scheduler import Scheduler
 from .schema import SchemaGate
-from .secret_box import SecretBox
+from .secret_box import WEBHOOK_PURPOSE, SecretBox
 from .serving import refuse_unsuitable_server
 from .sse import dumps
 
@@ -82,6 +82,9 @@ def create_app(test_config=None):
     app.extensions["qrevents.schema"] = schema
 
     app.extensions["qrevents.secret_box"] = SecretBox(settings["SECRET_KEY"])
+    app.extensions["qrevents.webhook_secret_box"] = SecretBox(
+        settings["SECRET_KEY"], purpose=WEBHOOK_PURPOSE
+    )
     delivery = Delivery(app, settings)
     app.extensions["qrevents"] = delivery
     scheduler = Scheduler(app, settings)

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -53,6 +54,7 @@ class Identity:
     token_source: str  # "query" | "header"
     api_key_id: int | None = None
     expires_at: datetime | None = None  # naive UTC; the stream ends then
+    host_issuer: str | None = None  # a host application's token: streams and reads only
 
 
 def hash_secret(secret):
@@ -119,8 +121,95 @@ def _identify(for_stream):
     if credential.startswith(API_KEY_PREFIX):
         return _api_key_identity(credential, source)
     if credential.count(".") == 2:
+        host_jwt = current_app.config["QREVENTS"]["HOST_JWT"]
+        if host_jwt is not None and _issuer_of(credential) == host_jwt["issuer"]:
+            identity = host_token_identity(credential, source, host_jwt)
+            _forbid_host_writes()
+            return identity
         return _jwt_identity(credential, source)
     raise Unauthorized()
+
+
+def _issuer_of(token):
+    """The unverified ``iss``: only to choose which key verifies the token."""
+    try:
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+    return issuer if isinstance(issuer, str) else None
+
+
+# What a host application's token may do besides reading: ask for a stream ticket.
+HOST_TOKEN_WRITES = {"events.ticket"}
+
+
+def _forbid_host_writes():
+    if request.method not in ("GET", "HEAD") and request.endpoint not in HOST_TOKEN_WRITES:
+        raise Forbidden(
+            "El token de una aplicación anfitriona solo abre streams y lee; "
+            "esta operación requiere el JWT de un usuario o una API key"
+        )
+
+
+def host_token_identity(token, source, host_jwt, now=None):
+    """The account a host application's token names, or ``Unauthorized``.
+
+    Signature, issuer and audience checked; ``exp`` and ``iat`` required, the lifetime
+    ``exp - iat`` at most the configured maximum (a host app cannot mint a day-long token);
+    the account claim must name an existing, active account.
+    """
+    try:
+        claims = jwt.decode(
+            token,
+            host_jwt["key"],
+            algorithms=host_jwt["algorithms"],
+            issuer=host_jwt["issuer"],
+            audience=host_jwt["audience"],
+            options={"require": ["exp", "iat", "iss", "aud"]},
+            leeway=HOST_TOKEN_LEEWAY,
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("El token expiró", code="token_expired") from None
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
+        raise Unauthorized() from None
+    issued, expires = claims["iat"], claims["exp"]
+    if not all(_is_number(value) for value in (issued, expires)):
+        raise Unauthorized()
+    now = time.time() if now is None else now
+    if issued > now + HOST_TOKEN_LEEWAY or expires - issued > host_jwt["max_lifetime"]:
+        raise Unauthorized("El token de la aplicación anfitriona dura demasiado")
+    account_id = _account_id_of(claims.get(host_jwt["account_claim"]))
+    if account_id is None:
+        raise Unauthorized()
+    account = Account.select(Account.id, Account.active).where(Account.id == account_id).first()
+    if account is None or not account.active:
+        raise Unauthorized()
+    return Identity(
+        account_id=account.id,
+        user_id=None,
+        auth_type="jwt",
+        token_source=source,
+        expires_at=datetime.fromtimestamp(expires, UTC).replace(tzinfo=None),
+        host_issuer=host_jwt["issuer"],
+    )
+
+
+HOST_TOKEN_LEEWAY = 5  # seconds of clock difference tolerated between the host app and us
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 2**40
+
+
+def _account_id_of(value):
+    """An account id as a positive integer or its ASCII digits; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        value = int(value)
+    if isinstance(value, int) and 0 < value < 2**63:
+        return value
+    return None
 
 
 def is_admin():
@@ -348,15 +437,18 @@ def _stand_in_identity(row, now):
     )
 
 
-def require_user_jwt(identity):
-    """Key management (create, revoke) needs a user's JWT, never an API key.
+def require_user_jwt(identity, managing="API keys"):
+    """Managing API keys or webhooks needs a user's JWT: never an API key, nor a host
+    application's token.
 
     A key that could make keys would outlive itself: a key of 30 s made a permanent one, and a
-    leaked key survived its own revocation through the keys it made. A JWT is short-lived and
-    comes from a password; the admin's ``/admin/accounts/<id>/api-keys`` remains for machines.
+    leaked key survived its own revocation through the keys it made; a key that could register
+    webhooks would let whoever holds it point the account's events at itself. A JWT is
+    short-lived and comes from a password; the admin's ``/admin/accounts/<id>/api-keys``
+    remains for machines.
     """
-    if identity.auth_type != "jwt" or identity.user_id is None:
+    if identity.auth_type != "jwt" or identity.user_id is None or identity.host_issuer:
         raise Forbidden(
-            "Gestionar API keys requiere el JWT de un usuario (POST /auth/login); "
-            "una API key no puede crear ni revocar API keys"
+            f"Gestionar {managing} requiere el JWT de un usuario (POST /auth/login); "
+            f"una API key o un token de aplicación anfitriona no puede gestionar {managing}"
         )

@@ -54,6 +54,30 @@ DEFAULTS = {
     "AUTH_FAILURE_LIMIT_PER_ACCOUNT": "60 per minute",
     # Proxies in front that set X-Forwarded-For (nginx: 1); 0 trusts no such header.
     "PROXY_HOPS": 0,
+    # Webhooks (docs/WEBHOOKS in README): one attempt's whole time, the retry horizon after
+    # which an endpoint is disabled, the backoff's first and largest delay (jittered), how
+    # long a worker's claim on an endpoint lasts (renewed before each attempt; must exceed
+    # the timeout), how often each worker looks for due endpoints, and how many endpoints one
+    # worker delivers to at once. ALLOW_PRIVATE lets endpoints on private addresses through
+    # (development and tests only).
+    "WEBHOOK_TIMEOUT_SECONDS": 10.0,
+    "WEBHOOK_RETRY_HORIZON_SECONDS": 3 * 24 * 3600.0,
+    "WEBHOOK_RETRY_FIRST_SECONDS": 5.0,
+    "WEBHOOK_RETRY_MAX_SECONDS": 3600.0,
+    "WEBHOOK_LEASE_SECONDS": 60.0,
+    "WEBHOOK_POLL_SECONDS": 1.0,
+    "WEBHOOK_CONCURRENCY": 20,
+    "WEBHOOK_ALLOW_PRIVATE": False,
+    # Host applications' stream tokens: unset key, none trusted. The key is an HS256
+    # secret, or a PEM public key (RS256/ES256), or the path of a file holding either.
+    "HOST_JWT_KEY": None,
+    "HOST_JWT_ALGORITHMS": "HS256",
+    "HOST_JWT_ISSUER": None,
+    "HOST_JWT_AUDIENCE": None,
+    "HOST_JWT_ACCOUNT_CLAIM": "qrevents_account",
+    "HOST_JWT_MAX_LIFETIME_SECONDS": 900,
+    # Origins (comma-separated) whose pages may open the stream (CORS), e.g. a host app's.
+    "CORS_ORIGINS": "",
     "BIND": "127.0.0.1:8000",
     "ENV": "development",
 }
@@ -93,7 +117,57 @@ def load_config(environ, instance_path):
         raise ConfigError(f"production start refused: set {names}")
     for name in missing:
         config[name] = _instance_secret(instance_path, name)
+    _check_webhooks(config)
+    config["HOST_JWT"] = host_jwt_settings(config)
     return config
+
+
+def _check_webhooks(config):
+    if config["WEBHOOK_LEASE_SECONDS"] < config["WEBHOOK_TIMEOUT_SECONDS"] + 5:
+        raise ConfigError(
+            "QREVENTS_WEBHOOK_LEASE_SECONDS must exceed QREVENTS_WEBHOOK_TIMEOUT_SECONDS by "
+            "5 s at least: a claim that lapses mid-attempt lets a second worker deliver"
+        )
+    if config["WEBHOOK_ALLOW_PRIVATE"] and config["ENV"] == "production":
+        raise ConfigError("QREVENTS_WEBHOOK_ALLOW_PRIVATE is for development, not production")
+
+
+HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
+PUBLIC_KEY_ALGORITHMS = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
+
+
+def host_jwt_settings(config):
+    """The trust in host applications' tokens, checked whole; None when no key is set.
+
+    One kind of key per deployment: an HMAC secret for HS*, a PEM public key for RS*/ES*.
+    Mixing them would let a public key serve as an HMAC secret (algorithm confusion).
+    """
+    key = config["HOST_JWT_KEY"]
+    if not key:
+        return None
+    if not key.lstrip().startswith("-----BEGIN") and Path(key).is_file():
+        key = Path(key).read_text()
+    algorithms = [a.strip() for a in config["HOST_JWT_ALGORITHMS"].split(",") if a.strip()]
+    is_pem = key.lstrip().startswith("-----BEGIN")
+    unknown = set(algorithms) - HMAC_ALGORITHMS - PUBLIC_KEY_ALGORITHMS
+    if not algorithms or unknown:
+        raise ConfigError(f"QREVENTS_HOST_JWT_ALGORITHMS: unknown {sorted(unknown) or 'none'}")
+    if is_pem and set(algorithms) & HMAC_ALGORITHMS:
+        raise ConfigError("QREVENTS_HOST_JWT_KEY is a PEM key: use RS256/ES256, not HS*")
+    if not is_pem and set(algorithms) & PUBLIC_KEY_ALGORITHMS:
+        raise ConfigError("RS256/ES256 need QREVENTS_HOST_JWT_KEY to be a PEM public key")
+    if not is_pem and len(key.encode()) < 32:
+        raise ConfigError("QREVENTS_HOST_JWT_KEY: an HS256 secret needs 32 bytes at least")
+    if not config["HOST_JWT_ISSUER"] or not config["HOST_JWT_AUDIENCE"]:
+        raise ConfigError("set QREVENTS_HOST_JWT_ISSUER and QREVENTS_HOST_JWT_AUDIENCE too")
+    return {
+        "key": key,
+        "algorithms": algorithms,
+        "issuer": config["HOST_JWT_ISSUER"],
+        "audience": config["HOST_JWT_AUDIENCE"],
+        "account_claim": config["HOST_JWT_ACCOUNT_CLAIM"],
+        "max_lifetime": config["HOST_JWT_MAX_LIFETIME_SECONDS"],
+    }
 
 
 def _instance_secret(instance_path, name):

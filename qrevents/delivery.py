@@ -1,4 +1,5 @@
-"""Wiring of the delivery side: signals -> broker -> hub, plus the periodic tasks.
+"""Wiring of the delivery side: signals -> broker -> hub, the webhook deliverer, and the
+periodic tasks.
 
 Built once per app by the factory and kept in ``app.extensions["qrevents"]``.
 """
@@ -16,6 +17,7 @@ from .services.eventlog import current_seqs, frames_between
 from .services.qrs import expire_overdue
 from .services.retention import prune
 from .signals import api_key_revoked, events_committed
+from .webhooks.deliverer import WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class Delivery:
         events_committed.connect(self._on_events_committed, sender=app, weak=False)
         api_key_revoked.connect(self._on_api_key_revoked, sender=app, weak=False)
         self._tasks = []
+        self.webhooks = WebhookDeliverer(app, settings)
+        self.hub.observers.append(self.webhooks.note_events)
 
     def _make_broker(self, settings):
         if settings["REDIS_URL"]:
@@ -81,6 +85,7 @@ class Delivery:
         if self._tasks:
             return
         self.broker.start()
+        self.webhooks.start()
         self._tasks = [
             gevent.spawn(self._every, self.settings["RECONCILE_SECONDS"], self.hub.reconcile),
             gevent.spawn(self._every, self.settings["EXPIRY_SWEEP_SECONDS"], self._sweep),
@@ -108,4 +113,5 @@ class Delivery:
         """Graceful stop: streams say ``server_shutdown`` and end; clients resume elsewhere."""
         for task in self._tasks:
             task.kill(block=False)
+        self.webhooks.stop()
         self.hub.shutdown()

@@ -143,6 +143,9 @@ class AccountHub:
         self.write_timeout = write_timeout
         self.channels = {}
         self.closed = False
+        # Told of every delivery, streams or none (the webhook deliverer): ``(account_id,
+        # events)``, synchronously, so it must only take note.
+        self.observers = []
 
     # -- streams ---------------------------------------------------------------------------
 
@@ -210,6 +213,8 @@ class AccountHub:
 
     def deliver(self, account_id, events):
         """Committed events of an account, from the broker, in any order, maybe repeated."""
+        for observe in self.observers:
+            observe(account_id, events)
         channel = self.channels.get(account_id)
         if channel is None:
             return

@@ -85,6 +85,22 @@ COMMIT_TO_WRITE = Histogram(
     "to its frame being written to a stream",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+WEBHOOK_DELIVERIES = Counter(
+    "qrevents_webhook_deliveries",
+    "Webhook delivery attempts, by outcome (success, http_error, redirect, timeout, "
+    "connection_error, address_refused)",
+    ["outcome"],
+)
+WEBHOOK_LAG = Histogram(
+    "qrevents_webhook_delivery_lag_seconds",
+    "From an event's commit to a 2xx from a webhook endpoint (retries included)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0, 3600.0, 86400.0),
+)
+WEBHOOK_ENDPOINTS_DISABLED = Gauge(
+    "qrevents_webhook_endpoints_disabled",
+    "Webhook endpoints disabled now (by their users, or after 3 days of failures)",
+    multiprocess_mode="livemax",
+)
 
 
 def count_written(event_types):

@@ -7,7 +7,7 @@ than the code: anything they forbid, the server refuses.
 """
 
 from . import __version__
-from .sse import CLOSE_REASONS, RESYNC_REASONS
+from .sse import CLOSE_REASONS, DURABLE_TYPES, RESYNC_REASONS
 
 SAFE_ID_PATTERN = "^[A-Za-z0-9_.:-]{1,64}$"
 EMAIL_PATTERN = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$"
@@ -223,6 +223,60 @@ SCHEMAS = {
             "timestamp": MOMENT,
         }
     ),
+    "Webhook": _object(
+        {
+            "id": INTEGER,
+            "url": STRING,
+            "description": _nullable(STRING),
+            "events": {
+                "type": ["array", "null"],
+                "items": {"type": "string", "enum": list(DURABLE_TYPES)},
+                "description": "The event types sent; null: every durable type",
+            },
+            "enabled": BOOLEAN,
+            "disabledReason": {
+                "type": ["string", "null"],
+                "enum": ["retries_exhausted", "disabled_by_user", "secret_unreadable", None],
+                "description": "Why it is disabled: 3 days of failures, a user, or a secret "
+                "sealed under another QREVENTS_SECRET_KEY (register it again)",
+            },
+            "disabledAt": _nullable(MOMENT),
+            "lastError": {
+                "type": ["string", "null"],
+                "description": "The last failed attempt's error while it keeps failing",
+            },
+            "failedAttempts": {**INTEGER, "description": "At the event now being retried"},
+            "nextAttemptAt": _nullable(MOMENT),
+            "createdAt": MOMENT,
+        }
+    ),
+    "NewWebhook": {
+        "allOf": [
+            _ref("Webhook"),
+            _object(
+                {
+                    "secret": {
+                        **STRING,
+                        "pattern": "^whsec_",
+                        "description": "Signs every delivery; shown once, never again",
+                    }
+                }
+            ),
+        ]
+    },
+    "WebhookDelivery": _object(
+        {
+            "deliveryId": {**STRING, "description": "As sent in X-QrEvents-Delivery-Id"},
+            "eventId": STRING,
+            "eventSeq": INTEGER,
+            "attempt": {**INTEGER, "description": "1 for the first attempt at this event"},
+            "statusCode": {"type": ["integer", "null"], "description": "null: no answer"},
+            "latencyMs": INTEGER,
+            "error": {"type": ["string", "null"], "description": "Why it failed (Spanish)"},
+            "succeeded": BOOLEAN,
+            "createdAt": MOMENT,
+        }
+    ),
     "Health": _object(
         {
             "database": {"type": "string", "enum": ["ok", "down"]},
@@ -270,7 +324,8 @@ RETRY_AFTER = {
 ERRORS = {
     400: "The body is not a JSON object (`invalid_json`)",
     401: "`missing_credentials`, `invalid_credentials`, `token_expired`, `key_revoked`",
-    403: "Managing API keys needs a user's JWT; an API key is refused (`forbidden`)",
+    403: "Not for this credential (`forbidden`): managing API keys or webhooks needs a user's "
+    "JWT; a host application's token only reads",
     404: "No such resource in the caller's account",
     409: "Conflicts with the current state (`transaction_id_reused`, `invalid_transition`, "
     "`bank_not_linked`, ...)",
@@ -320,6 +375,7 @@ SECURITY = {
         {"ticketQuery": []},
         {"streamCookie": []},
     ],
+    "user": [{"bearer": []}, {"tokenQuery": []}],
     "admin": [{"admin": []}],
     "stats": [{"bearer": []}, {"apiKeyHeader": []}, {"apiKeyQuery": []}, {"tokenQuery": []}],
     "bank": [{"bankSignature": []}, {"bankBearer": []}],
@@ -389,6 +445,37 @@ ADMIN_API_KEY_BODY = _object(
     },
     required=["name"],
 )
+WEBHOOK_EVENTS = {
+    "type": ["array", "null"],
+    "items": {"type": "string", "enum": list(DURABLE_TYPES)},
+    "minItems": 1,
+    "description": "Event types to receive; absent or null: every durable type",
+}
+WEBHOOK_URL = _string(
+    2048,
+    description="http(s) URL without user info; https only in production. Refused (422) "
+    "when its host resolves to a loopback, private, link-local, multicast, reserved or "
+    "metadata address, unless QREVENTS_WEBHOOK_ALLOW_PRIVATE is set",
+)
+WEBHOOK_BODY = _object(
+    {
+        "url": WEBHOOK_URL,
+        "events": WEBHOOK_EVENTS,
+        "description": {"type": ["string", "null"], "maxLength": 200},
+    },
+    required=["url"],
+)
+WEBHOOK_CHANGE_BODY = _object(
+    {
+        "url": WEBHOOK_URL,
+        "events": WEBHOOK_EVENTS,
+        "description": {"type": ["string", "null"], "maxLength": 200},
+        "enabled": {**BOOLEAN, "description": "true again: retries at once, reason cleared"},
+    },
+    required=[],
+    additionalProperties=False,
+)
+REPLAY_BODY = _object({"fromEventId": _string(128, description="A durable event's id")})
 QR_BODY = _object(
     {
         "amount": AMOUNT_IN,
@@ -1017,7 +1104,95 @@ def _paths():
             )
         },
     }
-    return {**other_ops, **account_ops, **qr_ops, **bank_ops, **event_ops, **admin_ops}
+    return {
+        **other_ops,
+        **account_ops,
+        **qr_ops,
+        **bank_ops,
+        **event_ops,
+        **admin_ops,
+        **_webhook_ops(),
+    }
+
+
+def _webhook_ops():
+    ok = _json
+    endpoint = _path_param("webhookId", ROW_ID)
+    tags = ["webhooks"]
+    return {
+        "/webhooks": {
+            "post": _operation(
+                "Register an endpoint for the account's events (a user's JWT; the secret is "
+                "shown once). Deliveries: docs/CONTRACT.md, webhooks",
+                {201: ok(_envelope(_ref("NewWebhook")), "Registered")},
+                403,
+                body=WEBHOOK_BODY,
+                security="user",
+                tags=tags,
+            ),
+            "get": _operation(
+                "The account's endpoints, newest first (never their secrets)",
+                {200: ok(_envelope(_page("Webhook")), "Every endpoint")},
+                403,
+                security="user",
+                tags=tags,
+            ),
+        },
+        "/webhooks/{webhookId}": {
+            "get": _operation(
+                "One endpoint, with why it is disabled if it is",
+                {200: ok(_envelope(_ref("Webhook")), "The endpoint")},
+                403,
+                404,
+                params=[endpoint],
+                security="user",
+                tags=tags,
+            ),
+            "patch": _operation(
+                "Change the URL, the event types, the description, or enable/disable it",
+                {200: ok(_envelope(_ref("Webhook")), "Changed")},
+                403,
+                404,
+                body=WEBHOOK_CHANGE_BODY,
+                params=[endpoint],
+                security="user",
+                tags=tags,
+            ),
+            "delete": _operation(
+                "Delete the endpoint and its delivery log",
+                {200: ok(_envelope(_ref("Webhook")), "Deleted")},
+                403,
+                404,
+                params=[endpoint],
+                security="user",
+                tags=tags,
+            ),
+        },
+        "/webhooks/{webhookId}/deliveries": {
+            "get": _operation(
+                "Delivery attempts, newest first",
+                {200: ok(_envelope(_page("WebhookDelivery")), "A page of attempts")},
+                403,
+                404,
+                422,
+                params=[endpoint, LIMIT, CURSOR],
+                security="user",
+                tags=tags,
+            )
+        },
+        "/webhooks/{webhookId}/replay": {
+            "post": _operation(
+                "Deliver again from an event on (the cursor moves to just before it)",
+                {200: ok(_envelope(_ref("Webhook")), "Replay scheduled")},
+                403,
+                404,
+                body=REPLAY_BODY,
+                params=[endpoint],
+                security="user",
+                tags=tags,
+            )
+        },
+    }
 
 
 SECURITY_SCHEMES = {

@@ -1,5 +1,7 @@
 """How rows look in the REST API's ``data``: camelCase, exact amounts, ISO times."""
 
+import json
+
 from . import sse
 from .clock import iso
 from .money import from_cents
@@ -90,3 +92,37 @@ def page_json(rows, present, limit, cursor_of):
     """``{items, nextCursor}``; a full page means there may be more."""
     next_cursor = str(cursor_of(rows[-1])) if len(rows) == limit else None
     return {"items": [present(row) for row in rows], "nextCursor": next_cursor}
+
+
+def webhook_json(endpoint, secret=None):
+    """An endpoint as its users see it; ``secret`` only in the registration response."""
+    body = {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "events": json.loads(endpoint.events) if endpoint.events else None,
+        "enabled": endpoint.enabled,
+        "disabledReason": endpoint.disabled_reason,
+        "disabledAt": iso(endpoint.disabled_at),
+        "lastError": endpoint.last_error,
+        "failedAttempts": endpoint.attempts,
+        "nextAttemptAt": iso(endpoint.next_attempt_at),
+        "createdAt": iso(endpoint.created_at),
+    }
+    if secret is not None:
+        body["secret"] = secret
+    return body
+
+
+def webhook_delivery_json(delivery):
+    return {
+        "deliveryId": delivery.delivery_id,
+        "eventId": delivery.event_id,
+        "eventSeq": delivery.event_seq,
+        "attempt": delivery.attempt,
+        "statusCode": delivery.status_code,
+        "latencyMs": delivery.latency_ms,
+        "error": delivery.error,
+        "succeeded": delivery.succeeded,
+        "createdAt": iso(delivery.created_at),
+    }

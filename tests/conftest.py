@@ -15,6 +15,7 @@ from tests.bank_sim import (  # noqa: F401 (fixtures)
     notification_receiver,
 )
 from tests.live import Api, LiveServer
+from tests.webhook_receiver import receiver  # noqa: F401 (fixture)
 
 BACKENDS = ["sqlite", "postgres"]
 CREATED_DATABASES = []  # PostgreSQL databases made by this run, dropped at its end

@@ -58,6 +58,8 @@ class LiveServer:
             QREVENTS_BANK_WEBHOOK_SECRET=BANK_SECRET,
             QREVENTS_SECRET_KEY="test-secret-key-for-bank-links",
             QREVENTS_HEARTBEAT_SECONDS="0.2",
+            # Webhook receivers in tests listen on 127.0.0.1; the refusal is tested apart.
+            QREVENTS_WEBHOOK_ALLOW_PRIVATE="1",
             # The whole suite logs in from one address; tests of the limits set small ones.
             QREVENTS_LOGIN_LIMIT_PER_EMAIL="off",
             QREVENTS_LOGIN_LIMIT_PER_ADDRESS="off",
@@ -70,6 +72,8 @@ class LiveServer:
             env["QREVENTS_DATABASE_URL"] = database_url
         for name, value in settings.items():
             env[f"QREVENTS_{name.upper()}"] = str(value)
+        if settings.get("env") == "production" and "webhook_allow_private" not in settings:
+            del env["QREVENTS_WEBHOOK_ALLOW_PRIVATE"]  # refused in production
         self.env = env
         self.gunicorn_args = list(gunicorn_args)  # flags an operator adds to the command line
         self.process = None

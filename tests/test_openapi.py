@@ -156,6 +156,20 @@ def _exercise_every_route(api):
     api.post("/payments/TXN_FLOW_HELD/release", headers=auth)
     api.post("/payments/TXN_NOPE/release", headers=auth)
 
+    jwt = {"Authorization": f"Bearer {tenant.jwt}"}
+    hook = api.post("/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=jwt)
+    hook_path = f"/webhooks/{hook.json()['data']['id']}"
+    api.post("/webhooks", json={"url": "ftp://x"}, headers=jwt)
+    api.post("/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=auth)
+    api.get("/webhooks", headers=jwt)
+    api.get(hook_path, headers=jwt)
+    api.get("/webhooks/999999", headers=jwt)
+    api.session.patch(api.url(hook_path), json={"enabled": False}, headers=jwt)
+    api.get(hook_path + "/deliveries", headers=jwt)
+    api.post(hook_path + "/replay", json={"fromEventId": f"qr_created_{qr['qrId']}"}, headers=jwt)
+    api.post(hook_path + "/replay", json={"fromEventId": "nope"}, headers=jwt)
+    api.delete(hook_path, headers=jwt)
+
     api.get("/events/stats", headers=auth)
     api.get("/events/stats", headers=ADMIN)
     api.get("/events/stream")  # before the ticket: its stream cookie would open the stream

@@ -13,6 +13,7 @@ from . import (
     payments,
     qr,
     qr_image,
+    webhooks,
 )
 
 BLUEPRINTS = (
@@ -28,4 +29,5 @@ BLUEPRINTS = (
     dashboard.bp,
     openapi.bp,
     metrics.bp,
+    webhooks.bp,
 )

@@ -107,8 +107,21 @@ def stream():
         connection=connection,
     )
     return current_app.response_class(
-        body, mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True
+        body,
+        mimetype="text/event-stream",
+        headers={**SSE_HEADERS, **_cors_headers(settings)},
+        direct_passthrough=True,
     )
+
+
+def _cors_headers(settings):
+    """Let pages of the configured origins (a host app's) open the stream from their own
+    origin; credentials travel in the URL (``?token=``/``?ticket=``), never as cookies."""
+    origin = request.headers.get("Origin")
+    allowed = {o.strip() for o in settings["CORS_ORIGINS"].split(",") if o.strip()}
+    if origin and origin in allowed:
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    return {}
 
 
 def refused_stream_response(reason, request_id=None):

@@ -1,15 +1,16 @@
 """Retention: the event log keeps ``QREVENTS_EVENT_RETENTION_DAYS`` of events.
 
 A client whose Last-Event-ID is older resyncs over REST (``resumed: false``), so older
-events serve no one. Expired stream tickets, stream cookies and refresh tokens go too.
-Deletion runs in small batches, each its own short transaction: SQLite never yields to
-gevent, and a long delete would freeze the worker. Running it on every worker at once is
-safe: a row deleted twice is deleted once.
+events serve no one. Expired stream tickets, stream cookies and refresh tokens go
+too, and webhook attempts as old as the events. Deletion runs in small batches, each
+its own short transaction: SQLite never yields to gevent, and a long delete would
+freeze the worker. Running it on every worker at once is safe: a row deleted twice
+is deleted once.
 """
 
 from datetime import timedelta
 
-from models import Event, RefreshToken, StreamTicket, database
+from models import Event, RefreshToken, StreamTicket, WebhookDelivery, database
 
 from ..clock import utcnow
 
@@ -17,12 +18,15 @@ BATCH = 500
 
 
 def prune(retention_days, now=None):
-    """Delete events older than the retention and expired tickets, stream cookies and refresh
-    tokens; ``(events, tickets)``, the second counting all three kinds."""
+    """Delete events and webhook attempts older than the retention, and expired tickets,
+    stream cookies and refresh tokens; ``(events, tickets)``, the second counting those
+    three kinds."""
     now = now or utcnow()
-    events = _delete_in_batches(Event, Event.created_at < now - timedelta(days=retention_days))
+    oldest = now - timedelta(days=retention_days)
+    events = _delete_in_batches(Event, Event.created_at < oldest)
     tickets = _delete_in_batches(StreamTicket, StreamTicket.expires_at < now)
     tickets += _delete_in_batches(RefreshToken, RefreshToken.expires_at < now)
+    _delete_in_batches(WebhookDelivery, WebhookDelivery.created_at < oldest)
     return events, tickets
 
 
