@@ -444,70 +444,27 @@ export class QrEventsClient {
   }
 
   async connectEventSource(credential) {
-    const ticket = await this.requestTicket(credential);
-    if (ticket.outcome) return ticket.outcome;
-    const url = new URL(this.url('events/stream'));
-    url.searchParams.set('ticket', ticket.data.ticket);
-    if (this.lastEventId) url.searchParams.set('lastEventId', this.lastEventId);
-    return this.readEventSource(url.toString(), undefined, {
-      endsOn: (reason) => Boolean(reason),
-      // The ticket is spent: the browser's own retry with the same URL would be refused.
-      onerror: (source, finish) => finish(),
-    });
-  }
-
-  /**
-   * The stream cookie: one POST /events/ticket sets it, then one native EventSource that the
-   * browser itself reconnects (with Last-Event-ID) after every passing end of the stream. Back
-   * here only when the browser gives up (a 401: the cookie expired or its credential is no
-   * longer valid; the next POST tells which), on a credential reason, or when idle too long.
-   */
-  async connectCookie(credential) {
-    const ticket = await this.requestTicket(credential, { credentials: 'same-origin' });
-    if (ticket.outcome) return ticket.outcome;
-    const url = new URL(this.url('events/stream'));
-    url.searchParams.set('accountId', ticket.data.accountId); // the cookie of this account
-    if (this.lastEventId) url.searchParams.set('lastEventId', this.lastEventId);
-    return this.readEventSource(url.toString(), { withCredentials: true }, {
-      endsOn: (reason) => CREDENTIAL_REASONS.has(reason),
-      onerror: (source, finish) => {
-        if (source.readyState === 2) finish(); // CLOSED: the browser will not retry
-        else this.setState(STATES.RECONNECTING, { reason: this.closedFor || 'disconnected' });
-      },
-    });
-  }
-
-  /** POST /events/ticket: its data, or else what the connect loop does next (`outcome`). */
-  async requestTicket(credential, init = {}) {
     let response;
     try {
       response = await this.options.fetch(this.url('events/ticket'), {
         method: 'POST',
         headers: { Authorization: `Bearer ${credential}` },
         cache: 'no-store',
-        ...init,
       });
     } catch {
-      return { outcome: { retry: true, reason: 'network' } };
+      return { retry: true, reason: 'network' };
     }
     if (response.status === 401) {
       this.signOut(await errorCode(response, 'invalid_credentials'));
-      return { outcome: { retry: false } };
+      return { retry: false };
     }
-    if (!response.ok) return { outcome: { retry: true, reason: `http_${response.status}` } };
-    const { data } = await response.json();
-    if (this.stopped) return { outcome: { retry: false } };
-    return { data };
-  }
-
-  /**
-   * A native EventSource read until it is finished: by `endsOn(closedFor)` after an event, by
-   * `onerror(source, finish)`, or when idle too long. Then what comes after the stream.
-   */
-  async readEventSource(url, init, { endsOn, onerror }) {
-    const source = init
-      ? new this.options.EventSource(url, init)
-      : new this.options.EventSource(url);
+    if (!response.ok) return { retry: true, reason: `http_${response.status}` };
+    const { ticket } = (await response.json()).data;
+    if (this.stopped) return { retry: false };
+    const url = new URL(this.url('events/stream'));
+    url.searchParams.set('ticket', ticket);
+    if (this.lastEventId) url.searchParams.set('lastEventId', this.lastEventId);
+    const source = new this.options.EventSource(url.toString());
     await new Promise((resolve) => {
       let idleTimer = null;
       const finish = () => {
@@ -525,10 +482,69 @@ export class QrEventsClient {
         source.addEventListener(type, (event) => {
           armIdleTimer();
           this.receive(type, event.data, event.lastEventId || null);
-          if (endsOn(this.closedFor)) finish();
+          if (this.closedFor) finish();
         });
       }
-      source.onerror = () => onerror(source, finish);
+      // The ticket is spent: the browser's own retry with the same URL would be refused.
+      source.onerror = finish;
+      armIdleTimer();
+    });
+    return this.afterStream();
+  }
+
+  /**
+   * The stream cookie: one POST /events/ticket sets it, then one native EventSource that the
+   * browser itself reconnects (with Last-Event-ID) after every passing end of the stream. Back
+   * here only when the browser gives up (a 401: the cookie expired or its credential is no
+   * longer valid; the next POST tells which), on a credential reason, or when idle too long.
+   */
+  async connectCookie(credential) {
+    let response;
+    try {
+      response = await this.options.fetch(this.url('events/ticket'), {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${credential}` },
+        cache: 'no-store',
+        credentials: 'same-origin',
+      });
+    } catch {
+      return { retry: true, reason: 'network' };
+    }
+    if (response.status === 401) {
+      this.signOut(await errorCode(response, 'invalid_credentials'));
+      return { retry: false };
+    }
+    if (!response.ok) return { retry: true, reason: `http_${response.status}` };
+    const { accountId } = (await response.json()).data;
+    if (this.stopped) return { retry: false };
+    const url = new URL(this.url('events/stream'));
+    url.searchParams.set('accountId', accountId); // the cookie of this account, of several
+    if (this.lastEventId) url.searchParams.set('lastEventId', this.lastEventId);
+    const source = new this.options.EventSource(url.toString(), { withCredentials: true });
+    await new Promise((resolve) => {
+      let idleTimer = null;
+      const finish = () => {
+        clearTimeout(idleTimer);
+        source.close();
+        this.closeCurrent = null;
+        resolve();
+      };
+      const armIdleTimer = () => {
+        clearTimeout(idleTimer);
+        idleTimer = setTimeout(finish, this.options.idleTimeoutMs);
+      };
+      this.closeCurrent = finish;
+      for (const type of EVENT_TYPES) {
+        source.addEventListener(type, (event) => {
+          armIdleTimer();
+          this.receive(type, event.data, event.lastEventId || null);
+          if (CREDENTIAL_REASONS.has(this.closedFor)) finish();
+        });
+      }
+      source.onerror = () => {
+        if (source.readyState === 2) finish(); // CLOSED: the browser will not retry
+        else this.setState(STATES.RECONNECTING, { reason: this.closedFor || 'disconnected' });
+      };
       armIdleTimer();
     });
     return this.afterStream();
