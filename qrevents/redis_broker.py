@@ -44,6 +44,19 @@ COMMAND_CONNECTIONS = 4  # per worker, for publishes and counts (plus one pub/su
 DROP_WARNING_SECONDS = 10.0  # while messages are dropped, one warning this often at most
 
 
+def encode_events_message(account_id, events):
+    """The pub/sub message that carries an account's committed events to the other workers."""
+    return json.dumps({"a": account_id, "e": [[e.seq, e.frame.decode()] for e in events]})
+
+
+def decode_events_message(data):
+    """``(account_id, events)`` of an ``encode_events_message`` message; ValueError, KeyError
+    or TypeError when it is malformed."""
+    body = json.loads(data)
+    account_id = body["a"]
+    return account_id, [CommittedEvent(account_id, seq, frame.encode()) for seq, frame in body["e"]]
+
+
 class RedisBroker:
     """The broker interface (see ``broker.py``) over Redis, for many workers and hosts.
 
@@ -132,9 +145,7 @@ class RedisBroker:
         while True:
             channel, message = self._outbox.get()
             if channel == self.events_channel:
-                account_id, events = message
-                body = {"a": account_id, "e": [[e.seq, e.frame.decode()] for e in events]}
-                message = json.dumps(body)
+                message = encode_events_message(*message)
             try:
                 self.redis.publish(channel, message)
             except RedisError as exc:
@@ -193,12 +204,7 @@ class RedisBroker:
     def _dispatch(self, channel, data):
         try:
             if channel == self.events_channel:
-                body = json.loads(data)
-                account_id = body["a"]
-                events = [
-                    CommittedEvent(account_id, seq, frame.encode()) for seq, frame in body["e"]
-                ]
-                self.hub.deliver(account_id, events)
+                self.hub.deliver(*decode_events_message(data))
             elif channel == self.revocations_channel:
                 self.hub.close_key_streams(int(data))
         except (ValueError, KeyError, TypeError):
