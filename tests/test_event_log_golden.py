@@ -1,0 +1,160 @@
+"""Golden event data: the log's rows and the Redis message, as text, for every durable type.
+
+Times that say when a row was written (the milliseconds in a status change's and a balance
+update's id) are the only values normalised; everything else is fixed by the test.
+"""
+
+import json
+import re
+from datetime import datetime
+
+from models import Event
+from qrevents.banks import IssuedQr
+from qrevents.redis_broker import decode_events_message, encode_events_message
+from qrevents.services import payments, qrs
+from qrevents.services.accounts import create_account
+from qrevents.services.payments import PaymentNotice
+from qrevents.signals import events_committed
+
+QR_ID = "26113012345678901234"
+DUE = datetime(2031, 1, 2, 3, 4, 5, 678000)
+
+LOG_ROWS = [
+    (
+        1,
+        "qr_created",
+        f"qr_created_{QR_ID}",
+        '{"qrId":"26113012345678901234","transactionId":"GOLDEN_QR_1","amount":100.50,'
+        '"currency":"BOB","description":"Pago de café\u2028línea","dueDate":'
+        '"2031-01-02T03:04:05.678Z","singleUse":true,"modifyAmount":false,"status":"active"}',
+    ),
+    (
+        2,
+        "qr_payment",
+        "qr_payment_GOLDEN_PAY_1",
+        '{"qrId":"26113012345678901234","transactionId":"GOLDEN_PAY_1","amount":100.50,'
+        '"currency":"BOB","senderName":"Juan Pérez\u2029","senderDocumentId":"12345678",'
+        '"senderAccount":"1234567890","senderBankCode":"BANECO","description":"Pago",'
+        '"paymentDate":"2026-01-15T10:30:00.000Z","paymentTime":"10:30:00","singleUse":true,'
+        '"newStatus":"used","review":false,"reviewReason":null}',
+    ),
+    (
+        3,
+        "account_balance_update",
+        "balance_update_<ms>_1",
+        '{"accountId":<account>,"movementType":"qr_payment","amount":100.50,'
+        '"previousBalance":0.00,"newBalance":100.50,"previousAvailableBalance":0.00,'
+        '"newAvailableBalance":100.50,"description":"Pago QR recibido",'
+        '"qrId":"26113012345678901234","transactionId":"GOLDEN_PAY_1","currency":"BOB"}',
+    ),
+    (
+        4,
+        "qr_status_change",
+        f"qr_status_change_{QR_ID}_<ms>",
+        '{"qrId":"26113012345678901234","previousStatus":"active","newStatus":"used",'
+        '"amount":100.50,"currency":"BOB","description":"Pago de café\u2028línea",'
+        '"singleUse":true,"dueDate":"2031-01-02T03:04:05.678Z","syncSource":"payment"}',
+    ),
+]
+
+# The pub/sub message of the payment's three events as workers before the "v": 2 format
+# wrote it (each event's SSE frame as text); a new worker must still read it.
+V1_PAYMENT_MESSAGE = (
+    '{"a": <account>, "e": [[2, "id: qr_payment_GOLDEN_PAY_1\\nevent: qr_payment\\ndata: '
+    '{\\"qrId\\":\\"26113012345678901234\\",\\"transactionId\\":\\"GOLDEN_PAY_1\\",'
+    '\\"amount\\":100.50,\\"currency\\":\\"BOB\\",\\"senderName\\":\\"Juan P\\u00e9rez\\\\u2029\\",'
+    '\\"senderDocumentId\\":\\"12345678\\",\\"senderAccount\\":\\"1234567890\\",'
+    '\\"senderBankCode\\":\\"BANECO\\",\\"description\\":\\"Pago\\",\\"paymentDate\\":'
+    '\\"2026-01-15T10:30:00.000Z\\",\\"paymentTime\\":\\"10:30:00\\",\\"singleUse\\":true,'
+    '\\"newStatus\\":\\"used\\",\\"review\\":false,\\"reviewReason\\":null}\\n\\n"], '
+    '[3, "id: balance_update_<ms>_1\\nevent: account_balance_update\\ndata: '
+    '{\\"accountId\\":<account>,\\"movementType\\":\\"qr_payment\\",\\"amount\\":100.50,'
+    '\\"previousBalance\\":0.00,\\"newBalance\\":100.50,\\"previousAvailableBalance\\":0.00,'
+    '\\"newAvailableBalance\\":100.50,\\"description\\":\\"Pago QR recibido\\",'
+    '\\"qrId\\":\\"26113012345678901234\\",\\"transactionId\\":\\"GOLDEN_PAY_1\\",'
+    '\\"currency\\":\\"BOB\\"}\\n\\n"], '
+    '[4, "id: qr_status_change_26113012345678901234_<ms>\\nevent: qr_status_change\\ndata: '
+    '{\\"qrId\\":\\"26113012345678901234\\",\\"previousStatus\\":\\"active\\",'
+    '\\"newStatus\\":\\"used\\",\\"amount\\":100.50,\\"currency\\":\\"BOB\\",'
+    '\\"description\\":\\"Pago de caf\\u00e9\\\\u2028l\\u00ednea\\",\\"singleUse\\":true,'
+    '\\"dueDate\\":\\"2031-01-02T03:04:05.678Z\\",\\"syncSource\\":\\"payment\\"}\\n\\n"]]}'
+)
+
+
+def normalised(text, account_id):
+    text = re.sub(r"(qr_status_change_\d{20})_\d{13}", r"\1_<ms>", text)
+    text = re.sub(r"balance_update_\d{13}_", "balance_update_<ms>_", text)
+    for value, name in (
+        (f'"accountId":{account_id},', '"accountId":<account>,'),
+        (f'\\"accountId\\":{account_id},', '\\"accountId\\":<account>,'),
+        (f'{{"a": {account_id}, ', '{"a": <account>, '),
+    ):
+        text = text.replace(value, name)
+    return text
+
+
+def record_every_durable_event(app):
+    """A QR created and paid: ``(account_id, announced events per commit)``."""
+    announced = []
+
+    def receiver(sender, account_id, events):
+        announced.append(list(events))
+
+    events_committed.connect(receiver, sender=app)
+    try:
+        account = create_account("Comercio", "BOB")
+        request = qrs.QrRequest(
+            amount_cents=10050,
+            currency="BOB",
+            description="Pago de café\u2028línea",
+            due_date=DUE,
+            single_use=True,
+            modify_amount=False,
+            transaction_id="GOLDEN_QR_1",
+        )
+        plan = qrs.plan_qr(account.id, request)
+        qrs.record_issued(account.id, request, plan, IssuedQr(qr_id=QR_ID, image_png=b""))
+        notice = PaymentNotice(
+            qr_id=QR_ID,
+            transaction_id="GOLDEN_PAY_1",
+            amount_cents=10050,
+            currency="BOB",
+            sender_name="Juan Pérez\u2029",
+            sender_document_id="12345678",
+            sender_account="1234567890",
+            sender_bank_code="BANECO",
+            description="Pago",
+            payment_date=datetime(2026, 1, 15, 10, 30),
+            payment_time="10:30:00",
+        )
+        payments.post_payment(notice)
+    finally:
+        events_committed.disconnect(receiver, sender=app)
+    return account.id, announced
+
+
+def test_the_log_keeps_each_durable_events_data_as_this_json_text(app):
+    account_id, _ = record_every_durable_event(app)
+    rows = Event.select(Event.seq, Event.event_type, Event.event_id, Event.data).where(
+        Event.account == account_id
+    )
+    logged = [
+        (seq, event_type, normalised(event_id, account_id), normalised(data, account_id))
+        for seq, event_type, event_id, data in rows.order_by(Event.seq).tuples()
+    ]
+    assert logged == LOG_ROWS
+
+
+def test_the_v1_redis_message_of_a_payment_is_this_text(app):
+    account_id, announced = record_every_durable_event(app)
+    message = encode_events_message(account_id, announced[1])
+    assert normalised(message, account_id) == V1_PAYMENT_MESSAGE
+    assert json.loads(message)["a"] == account_id
+
+
+def test_a_v1_message_decodes_to_the_frames_it_carries(app):
+    account_id, announced = record_every_durable_event(app)
+    message = encode_events_message(account_id, announced[1])
+    decoded_account, events = decode_events_message(message)
+    assert decoded_account == account_id
+    assert [(e.seq, e.frame) for e in events] == [(e.seq, e.frame) for e in announced[1]]
