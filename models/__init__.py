@@ -3,6 +3,8 @@
 from .db import bind_database, connection, database, supports_row_locks
 from .prepared import PreparedQuery
 from .tables import (
+    MOVEMENT_TYPES,
+    QR_STATUSES,
     TABLES,
     Account,
     ApiKey,
@@ -19,6 +21,8 @@ from .tables import (
 )
 
 __all__ = [
+    "MOVEMENT_TYPES",
+    "QR_STATUSES",
     "TABLES",
     "Account",
     "ApiKey",

@@ -8,6 +8,11 @@ import peewee as pw
 
 from .db import database
 
+# The values ``Qr.status`` and ``Movement.movement_type`` take (the services own the rules
+# that move between them; the API and event schemas list them from here).
+QR_STATUSES = ("active", "used", "completed", "expired", "cancelled")
+MOVEMENT_TYPES = ("qr_payment", "qr_payment_held", "review_release")
+
 
 class BaseModel(pw.Model):
     class Meta:

@@ -26,6 +26,7 @@ from . import logs, throttle
 from .config import load_config
 from .delivery import Delivery
 from .errors import Unavailable, register_error_handlers
+from .exact_json import dumps
 from .reconnect import open_request_connection, rerun_on_lost_connection
 from .routes import BLUEPRINTS
 from .routes.events import NO_DATABASE, OWN_CONNECTION, STREAM_ENDPOINT, refused_stream_response
@@ -34,7 +35,6 @@ from .scheduler import Scheduler
 from .schema import SchemaGate
 from .secret_box import WEBHOOK_PURPOSE, SecretBox
 from .serving import refuse_unsuitable_server
-from .sse import dumps
 
 MAX_BODY_BYTES = 64 * 1024
 

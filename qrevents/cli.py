@@ -20,12 +20,12 @@ from models import Account, BankLink, Qr, User, database
 from models.migrations import LATEST, migrate, schema_version
 
 from .errors import ApiError
+from .exact_json import dumps
 from .money import CURRENCIES
 from .resources import bank_link_json
 from .services import accounts, bank_links, bank_sync
 from .services.qrs import expire_overdue
 from .services.retention import prune
-from .sse import dumps
 from .validation import bank_link
 
 DEMO_EMAIL = "demo@qrevents.test"

@@ -13,7 +13,7 @@ from models import connection, database
 from .broker import LocalBroker
 from .hub import AccountHub
 from .services.accounts import revoked_key_ids
-from .services.eventlog import current_seqs, frames_between
+from .services.eventlog import current_seqs, events_between
 from .services.qrs import expire_overdue
 from .services.retention import prune
 from .signals import api_key_revoked, events_committed
@@ -30,7 +30,7 @@ def _load_seqs(account_ids):
 
 def _load_events(account_id, after_seq, upto_seq):
     with database.connection_context():
-        return frames_between(account_id, after_seq, upto_seq)
+        return events_between(account_id, after_seq, upto_seq)
 
 
 def _revoked_keys(key_ids):

@@ -5,10 +5,9 @@ possibly late, twice, or out of order. Each account channel keeps the last seque
 handed out and delivers strictly the next one; a gap is filled from the event log. So every
 stream of an account sees that account's events once, in order, whatever the broker did.
 
-Delivery hands an already-encoded frame to each subscription: no database, JSON or auth work
-per delivery. A stream whose connection the hub may write to (see ``Subscription.attach``)
-gets the frame's HTTP chunk sent on its socket right there, from the publishing greenlet,
-without waking the stream's own greenlet; any other gets it in a bounded list and is woken.
+Delivery hands each committed event (an ``EventRecord``) to every subscription of its account:
+no database, JSON or auth work per delivery. How it reaches the client (written at once, or
+queued for the stream's greenlet) is the subscription's business (``stream.Subscription``).
 """
 
 import logging
@@ -17,100 +16,10 @@ import time
 import gevent
 from gevent.event import Event as Signal
 
-from . import metrics, sse
+from . import metrics
+from .stream import Subscription
 
 log = logging.getLogger(__name__)
-
-
-class Subscription:
-    """One open stream: its pending frames, and why it must close, if it must.
-
-    While a socket is attached, a frame goes straight to the kernel with one non-blocking
-    ``send`` (its HTTP chunk, encoded once per event). Whatever the kernel does not take at
-    once (a slow reader) is kept in ``unsent`` and, with every frame behind it, left to the
-    stream's greenlet, which writes cooperatively and re-attaches when it has caught up.
-    """
-
-    __slots__ = (
-        "account_id",
-        "api_key_id",
-        "start_seq",
-        "frames",
-        "limit",
-        "wakeup",
-        "closing",
-        "since",
-        "socket",
-        "unsent",
-    )
-
-    def __init__(self, account_id, api_key_id, limit):
-        self.account_id = account_id
-        self.api_key_id = api_key_id
-        self.start_seq = None  # live events start after this sequence number
-        self.frames = []
-        self.limit = limit
-        self.wakeup = Signal()
-        self.closing = None
-        self.since = None  # when the oldest pending frame arrived (monotonic)
-        self.socket = None  # a raw non-blocking socket the hub writes chunks to
-        self.unsent = b""  # the tail of a chunk the kernel did not take
-
-    def push(self, frame, chunk):
-        """Send (``chunk``: the frame as an HTTP chunk) or queue a frame, never blocking the
-        sender; overflow ends this stream.
-
-        True when the frame went to the socket (whole, or its head with the tail queued)."""
-        if self.closing:
-            return False
-        if self.socket is not None and not self.frames and not self.unsent:
-            self._send(chunk)
-            return True
-        if len(self.frames) >= self.limit:
-            # The client resumes from its Last-Event-ID; the log has what is dropped here.
-            self.frames = []
-            self.close("slow_consumer")
-            return False
-        if not self.frames:
-            self.since = time.monotonic()
-        self.frames.append(frame)
-        self.wakeup.set()
-        return False
-
-    def _send(self, chunk):
-        try:
-            sent = self.socket.send(chunk)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self.socket = None
-            self.close("client_disconnected")
-            return
-        if sent < len(chunk):
-            self.unsent = chunk[sent:]
-            self.wakeup.set()
-
-    def attach(self, raw_socket):
-        """Let the hub write to the connection from now on, unless frames are waiting."""
-        if not self.frames and not self.unsent and not self.closing:
-            self.socket = raw_socket
-
-    def detach(self):
-        """Stop the hub's writes (the stream's greenlet is about to write): what it left."""
-        self.socket = None
-        unsent, self.unsent = self.unsent, b""
-        return unsent
-
-    def take(self):
-        """Every pending frame, oldest first; re-arms the wake-up."""
-        frames, self.frames = self.frames, []
-        self.wakeup.clear()
-        return frames
-
-    def close(self, reason):
-        if not self.closing:
-            self.closing = reason
-        self.wakeup.set()
 
 
 class AccountChannel:
@@ -122,7 +31,7 @@ class AccountChannel:
         self.account_id = account_id
         self.subscribers = set()
         self.last_seq = None  # None while the starting point is being read
-        self.pending = {}  # seq -> (frame, when it arrived), received ahead of a gap
+        self.pending = {}  # seq -> (event, when it arrived), received ahead of a gap
         self.ready = Signal()
         self.repairing = False
 
@@ -132,7 +41,7 @@ class AccountHub:
 
     ``load_seqs(account_ids) -> {id: seq}`` and ``load_events(account_id, after, upto)``
     read the event log; the hub calls them only to start a channel and to fill gaps.
-    ``queue_size`` and ``write_timeout`` bound every stream of the worker: frames it may fall
+    ``queue_size`` and ``write_timeout`` bound every stream of the worker: events it may fall
     behind, and how long one write to its client may take (``stream.EventStream``).
     """
 
@@ -221,7 +130,7 @@ class AccountHub:
         arrived = time.monotonic()
         for event in events:
             if channel.last_seq is None or event.seq > channel.last_seq:
-                channel.pending[event.seq] = (event.frame, arrived)
+                channel.pending[event.seq] = (event, arrived)
         self._drain(channel)
 
     def _drain(self, channel):
@@ -233,17 +142,16 @@ class AccountHub:
 
     @staticmethod
     def _advance(channel):
-        """Hand every contiguous pending frame to the subscribers, in sequence order."""
+        """Hand every contiguous pending event to the subscribers, in sequence order."""
         for seq in [seq for seq in channel.pending if seq <= channel.last_seq]:
             del channel.pending[seq]
         handed = 0
         while channel.last_seq + 1 in channel.pending:
             channel.last_seq += 1
-            frame, arrived = channel.pending.pop(channel.last_seq)
-            chunk = sse.http_chunk(frame)
+            event, arrived = channel.pending.pop(channel.last_seq)
             written = False
             for sub in channel.subscribers:
-                written |= sub.push(frame, chunk)
+                written |= sub.push(event)
             handed += len(channel.subscribers)
             if written:
                 # Sent on every attached stream by now; queued frames count when flushed.
@@ -266,7 +174,7 @@ class AccountHub:
                 events = self.load_events(channel.account_id, before, upto)
                 for event in events:
                     if event.seq > channel.last_seq:
-                        channel.pending.setdefault(event.seq, (event.frame, time.monotonic()))
+                        channel.pending.setdefault(event.seq, (event, time.monotonic()))
                 self._advance(channel)
                 if channel.last_seq == before:
                     log.error(

@@ -6,15 +6,24 @@ it) and schemathesis fuzzes the live server with it. Request schemas are never s
 than the code: anything they forbid, the server refuses.
 """
 
+from models import MOVEMENT_TYPES
+
 from . import __version__
-from .sse import CLOSE_REASONS, DURABLE_TYPES, RESYNC_REASONS
+from .events import AMOUNT as AMOUNT_OUT
+from .events import (
+    BOOLEAN,
+    CURRENCY,
+    DURABLE_TYPES,
+    EVENT_TYPES,
+    INTEGER,
+    MOMENT,
+    QR_STATUS,
+    STRING,
+)
 
 SAFE_ID_PATTERN = "^[A-Za-z0-9_.:-]{1,64}$"
 EMAIL_PATTERN = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$"
 TIME_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
-CURRENCIES = ["BOB", "USD"]
-QR_STATUSES = ["active", "used", "completed", "expired", "cancelled"]
-MOVEMENT_TYPES = ["qr_payment", "qr_payment_held", "review_release"]
 
 
 def _ref(name):
@@ -34,14 +43,6 @@ def _object(properties, required=None, **extra):
     }
 
 
-STRING = {"type": "string"}
-INTEGER = {"type": "integer"}
-BOOLEAN = {"type": "boolean"}
-MOMENT = {
-    "type": "string",
-    "description": "ISO 8601 UTC with milliseconds, e.g. 2024-01-15T10:00:00.000Z",
-}
-AMOUNT_OUT = {"type": "number", "description": "Exact, two decimals (100.50)"}
 AMOUNT_IN = {
     "type": "number",
     "exclusiveMinimum": 0,
@@ -49,7 +50,6 @@ AMOUNT_IN = {
     "description": "Positive, at most two decimals; send it as a JSON number, never a string",
 }
 SAFE_ID = {"type": "string", "pattern": SAFE_ID_PATTERN, "maxLength": 64}
-CURRENCY = {"type": "string", "enum": CURRENCIES}
 ROW_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
 
@@ -127,7 +127,7 @@ SCHEMAS = {
             "dueDate": MOMENT,
             "singleUse": BOOLEAN,
             "modifyAmount": BOOLEAN,
-            "status": {"type": "string", "enum": QR_STATUSES},
+            "status": QR_STATUS,
             "createdAt": MOMENT,
         }
     ),
@@ -156,7 +156,7 @@ SCHEMAS = {
     "Movement": _object(
         {
             "seq": INTEGER,
-            "movementType": {"type": "string", "enum": MOVEMENT_TYPES},
+            "movementType": {"type": "string", "enum": list(MOVEMENT_TYPES)},
             "amount": AMOUNT_OUT,
             "balance": AMOUNT_OUT,
             "availableBalance": AMOUNT_OUT,
@@ -569,116 +569,14 @@ BANK_LINK_BODY = _object(
     required=["adapter", "baseUrl", "userName", "password", "aesKey", "accountNumber"],
 )
 
-NULLABLE_STRING = {"type": ["string", "null"]}
-QR_STATUS = {"type": "string", "enum": QR_STATUSES}
-QR_EVENT_FIELDS = {
-    "qrId": STRING,
-    "transactionId": STRING,
-    "amount": AMOUNT_OUT,
-    "currency": CURRENCY,
-    "description": STRING,
-    "dueDate": MOMENT,
-    "singleUse": BOOLEAN,
-    "modifyAmount": BOOLEAN,
-    "status": QR_STATUS,
-}
-
-
-def _event(properties):
-    """An event's ``data``: exactly these keys (a key added in code must be added here)."""
-    return _object(properties, additionalProperties=False)
-
-
-EVENT_DATA = {
-    "connection": _event(
-        {
-            "message": STRING,
-            "accountId": INTEGER,
-            "userId": {"type": ["integer", "null"]},
-            "connectionId": {**STRING, "pattern": "^conn_[0-9]+_[a-z0-9]{6}$"},
-            "authType": {"type": "string", "enum": ["apikey", "jwt"]},
-            "tokenSource": {"type": "string", "enum": ["query", "header"]},
-            "timestamp": MOMENT,
-            "resumed": BOOLEAN,
-            "replayed": INTEGER,
-        }
-    ),
-    "heartbeat": _event({"timestamp": MOMENT, "connectionId": STRING}),
-    "qr_created": _event(QR_EVENT_FIELDS),
-    "qr_payment": _event(
-        {
-            "qrId": STRING,
-            "transactionId": STRING,
-            "amount": AMOUNT_OUT,
-            "currency": CURRENCY,
-            "senderName": STRING,
-            "senderDocumentId": STRING,
-            "senderAccount": STRING,
-            "senderBankCode": STRING,
-            "description": STRING,
-            "paymentDate": MOMENT,
-            "paymentTime": STRING,
-            "singleUse": BOOLEAN,
-            "newStatus": QR_STATUS,
-            "review": BOOLEAN,
-            "reviewReason": NULLABLE_STRING,
-        }
-    ),
-    "qr_status_change": _event(
-        {
-            "qrId": STRING,
-            "previousStatus": QR_STATUS,
-            "newStatus": QR_STATUS,
-            "amount": AMOUNT_OUT,
-            "currency": CURRENCY,
-            "description": STRING,
-            "singleUse": BOOLEAN,
-            "dueDate": MOMENT,
-            "syncSource": {"type": "string", "enum": ["user", "bank_api", "payment", "scheduler"]},
-        }
-    ),
-    "account_balance_update": _event(
-        {
-            "accountId": INTEGER,
-            "movementType": {"type": "string", "enum": MOVEMENT_TYPES},
-            "amount": AMOUNT_OUT,
-            "previousBalance": AMOUNT_OUT,
-            "newBalance": AMOUNT_OUT,
-            "previousAvailableBalance": AMOUNT_OUT,
-            "newAvailableBalance": AMOUNT_OUT,
-            "description": STRING,
-            "qrId": NULLABLE_STRING,
-            "transactionId": NULLABLE_STRING,
-            "currency": CURRENCY,
-        }
-    ),
-    "stream_closed": _event(
-        {"reason": {"type": "string", "enum": list(CLOSE_REASONS)}, "timestamp": MOMENT}
-    ),
-    "resync_required": _event(
-        {"lastEventId": STRING, "reason": {"type": "string", "enum": list(RESYNC_REASONS)}}
-    ),
-}
-
-# Durable events' SSE ids: (template, pattern); the others carry no ``id:`` line.
-EVENT_IDS = {
-    "qr_created": ("qr_created_<qrId>", "^qr_created_[0-9]{20}$"),
-    "qr_payment": ("qr_payment_<payment transactionId>", "^qr_payment_[A-Za-z0-9_.:-]{1,64}$"),
-    "qr_status_change": ("qr_status_change_<qrId>_<ms>", "^qr_status_change_[0-9]{20}_[0-9]+$"),
-    "account_balance_update": (
-        "balance_update_<ms>_<movement seq>",
-        "^balance_update_[0-9]+_[0-9]+$",
-    ),
-}
-
 
 def _event_catalog():
-    """``x-sse-events``: each event type, its SSE ``id:`` and the schema of its ``data``."""
-    catalog = {}
-    for event_type, data in EVENT_DATA.items():
-        template, pattern = EVENT_IDS.get(event_type, (None, None))
-        catalog[event_type] = {"id": template, "idPattern": pattern, "data": data}
-    return catalog
+    """``x-sse-events``: each event type, its SSE ``id:`` and the schema of its ``data``, as
+    the event registry declares them."""
+    return {
+        name: {"id": event.id_template, "idPattern": event.id_pattern, "data": event.data_schema}
+        for name, event in EVENT_TYPES.items()
+    }
 
 
 STREAM_DESCRIPTION = """\
@@ -797,7 +695,7 @@ def _paths():
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {"type": "string", "enum": QR_STATUSES},
+                        "schema": QR_STATUS,
                     },
                     LIMIT,
                     CURSOR,

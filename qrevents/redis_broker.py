@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from . import metrics
-from .services.eventlog import CommittedEvent
+from .events import EventRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,51 @@ DROP_WARNING_SECONDS = 10.0  # while messages are dropped, one warning this ofte
 
 
 def encode_events_message(account_id, events):
-    """The pub/sub message that carries an account's committed events to the other workers."""
-    return json.dumps({"a": account_id, "e": [[e.seq, e.frame.decode()] for e in events]})
+    """The pub/sub message that carries an account's committed events to the other workers.
+
+    Data, not wire bytes: ``{"v": 2, "a": account, "e": [[seq, type, id, data JSON], ...]}``;
+    each worker frames the events for its own streams. Workers before version 2 sent
+    ``{"a": account, "e": [[seq, SSE frame], ...]}``, which ``decode_events_message`` still
+    reads, so old and new workers mixed in a rolling reload keep delivering. (An old worker
+    reads a version 2 message as malformed: its streams get those events from the event log
+    at its next reconciliation.)
+    """
+    return json.dumps(
+        {
+            "v": 2,
+            "a": account_id,
+            "e": [[e.seq, e.event_type, e.event_id, e.data] for e in events],
+        },
+        separators=(",", ":"),
+    )
 
 
 def decode_events_message(data):
-    """``(account_id, events)`` of an ``encode_events_message`` message; ValueError, KeyError
-    or TypeError when it is malformed."""
+    """``(account_id, events)`` of an ``encode_events_message`` message (version 2, or an old
+    worker's version 1); ValueError, KeyError or TypeError when it is malformed."""
     body = json.loads(data)
     account_id = body["a"]
-    return account_id, [CommittedEvent(account_id, seq, frame.encode()) for seq, frame in body["e"]]
+    version = body["v"] if "v" in body else 1
+    if version == 2:
+        return account_id, [
+            EventRecord(account_id, seq, event_type, event_id, data_json)
+            for seq, event_type, event_id, data_json in body["e"]
+        ]
+    if version == 1:
+        return account_id, [_framed_event(account_id, seq, frame) for seq, frame in body["e"]]
+    raise ValueError(f"unknown events message version {version!r}")
+
+
+def _framed_event(account_id, seq, frame):
+    """The record of a version 1 message's event, which came as its SSE frame: the frame is
+    kept as it came (so its streams get the very same bytes) and parsed for the rest."""
+    head, found, data_json = frame.partition("\ndata: ")
+    if not found or not data_json.endswith("\n\n"):
+        raise ValueError("not an SSE frame")
+    fields = dict(line.split(": ", 1) for line in head.split("\n"))
+    return EventRecord(
+        account_id, seq, fields["event"], fields["id"], data_json[:-2], frame=frame.encode()
+    )
 
 
 class RedisBroker:

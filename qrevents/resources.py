@@ -2,7 +2,7 @@
 
 import json
 
-from . import sse
+from . import events
 from .clock import iso
 from .money import from_cents
 
@@ -37,7 +37,7 @@ def api_key_json(key, plaintext=None):
 
 def qr_json(qr):
     """The ``qr_created`` event's data, plus when it was created."""
-    _, _, data = sse.qr_created(qr)
+    _, _, data = events.qr_created(qr)
     return {**data, "createdAt": iso(qr.created_at)}
 
 

@@ -8,7 +8,7 @@ from blinker import Namespace
 
 _signals = Namespace()
 
-# kwargs: account_id, events (list of CommittedEvent, in sequence order)
+# kwargs: account_id, events (list of events.EventRecord, in sequence order)
 events_committed = _signals.signal("events-committed")
 
 # kwargs: api_key_id. Open streams authenticated by that key must end.

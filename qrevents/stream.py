@@ -1,4 +1,5 @@
-"""The body of one SSE response: preamble, replay from the log, then live frames.
+"""The body of one SSE response: preamble, replay from the log, then live frames; and the
+writer that takes each committed event to its client's socket (``Subscription``).
 
 It holds plain values only (no request context, no database connection while it waits). The
 first replay batch comes read with the handshake; each later one opens and closes its own short
@@ -7,7 +8,8 @@ first byte.
 
 Under gunicorn's gevent worker the live phase is mostly not in this generator: once the
 preamble and replay are written, the subscription is attached to the connection's socket and
-the hub writes each event's chunk there itself (``hub.Subscription``). The stream's greenlet
+the hub's delivery writes each event's chunk there itself (``Subscription.push``): every
+write of a stream, whoever's greenlet makes it, is in this module. The stream's greenlet
 stays parked and wakes only for heartbeats, a slow reader's backlog, expiry, closing and its
 client's hang-up (a read watcher on the socket rings the same wake-up). Its own writes are
 bounded in time: a reader that stops reading is cut off, not waited for.
@@ -20,13 +22,14 @@ import time
 
 import gevent.socket
 import peewee
+from gevent.event import Event as Signal
 from playhouse.pool import MaxConnectionsExceeded
 
 from models import database
 
-from . import logs, metrics, sse
+from . import events, logs, metrics, sse
 from .clock import utcnow
-from .services.eventlog import frames_between
+from .services.eventlog import events_between
 
 REPLAY_BATCH = 500
 DISCARD_LIMIT = 4096  # bytes a client may send on its stream before it counts as gone
@@ -68,7 +71,121 @@ def refused_stream(reason, request_id=None):
     """
     metrics.STREAMS_CLOSED.labels(reason).inc()
     logs.log_event("stream_refused", requestId=request_id, reason=reason)
-    return sse.jittered_retry_frame(*RETRY_RANGE_MS[reason]) + sse.stream_closed_frame(reason)
+    return sse.jittered_retry_frame(*RETRY_RANGE_MS[reason]) + _closed_frame(reason)
+
+
+class Subscription:
+    """One open stream as the hub sees it: the writer of its events, and why it must close,
+    if it must.
+
+    While a socket is attached, an event goes straight to the kernel with one non-blocking
+    ``send`` (its HTTP chunk, encoded once per event: ``chunk_of``). Whatever the kernel does
+    not take at once (a slow reader) is kept in ``unsent`` and, with every event behind it,
+    left to the stream's greenlet, which writes cooperatively and re-attaches when it has
+    caught up.
+    """
+
+    __slots__ = (
+        "account_id",
+        "api_key_id",
+        "start_seq",
+        "frames",
+        "limit",
+        "wakeup",
+        "closing",
+        "since",
+        "socket",
+        "unsent",
+    )
+
+    def __init__(self, account_id, api_key_id, limit):
+        self.account_id = account_id
+        self.api_key_id = api_key_id
+        self.start_seq = None  # live events start after this sequence number
+        self.frames = []  # events waiting for the stream's greenlet
+        self.limit = limit
+        self.wakeup = Signal()
+        self.closing = None
+        self.since = None  # when the oldest pending event arrived (monotonic)
+        self.socket = None  # a raw non-blocking socket the hub writes chunks to
+        self.unsent = b""  # the tail of a chunk the kernel did not take
+
+    def push(self, event):
+        """Send or queue a committed event (``EventRecord``), never blocking the sender;
+        overflow ends this stream.
+
+        True when the event went to the socket (whole, or its head with the tail queued)."""
+        if self.closing:
+            return False
+        if self.socket is not None and not self.frames and not self.unsent:
+            self._send(chunk_of(event))
+            return True
+        if len(self.frames) >= self.limit:
+            # The client resumes from its Last-Event-ID; the log has what is dropped here.
+            self.frames = []
+            self.close("slow_consumer")
+            return False
+        if not self.frames:
+            self.since = time.monotonic()
+        self.frames.append(event)
+        self.wakeup.set()
+        return False
+
+    def _send(self, chunk):
+        try:
+            sent = self.socket.send(chunk)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.socket = None
+            self.close("client_disconnected")
+            return
+        if sent < len(chunk):
+            self.unsent = chunk[sent:]
+            self.wakeup.set()
+
+    def attach(self, raw_socket):
+        """Let the hub write to the connection from now on, unless events are waiting."""
+        if not self.frames and not self.unsent and not self.closing:
+            self.socket = raw_socket
+
+    def detach(self):
+        """Stop the hub's writes (the stream's greenlet is about to write): what it left."""
+        self.socket = None
+        unsent, self.unsent = self.unsent, b""
+        return unsent
+
+    def take(self):
+        """The frames of every pending event, oldest first; re-arms the wake-up."""
+        pending, self.frames = self.frames, []
+        self.wakeup.clear()
+        return [event.frame for event in pending]
+
+    def close(self, reason):
+        if not self.closing:
+            self.closing = reason
+        self.wakeup.set()
+
+
+def http_chunk(data):
+    """``data`` as one HTTP/1.1 chunk, for writing to a chunked response's socket directly."""
+    return b"%X\r\n%b\r\n" % (len(data), data)
+
+
+def chunk_of(event):
+    """An event's frame as an HTTP chunk, encoded once per event and kept on it: every
+    stream of the worker writes the same bytes."""
+    chunk = event.chunk
+    if chunk is None:
+        chunk = event.chunk = http_chunk(event.frame)
+    return chunk
+
+
+def replay_batch(account_id, after_seq, upto_seq):
+    """The next batch of missed events of a resuming stream (``after_seq < seq <= upto_seq``),
+    read in the caller's database connection: the handshake's first batch and every later
+    one are read here."""
+    return events_between(account_id, after_seq, upto_seq, REPLAY_BATCH)
 
 
 class EventStream:
@@ -142,18 +259,20 @@ class EventStream:
         if self.connection is not None:
             # gunicorn's own writes to it (preamble, replay, the last chunk) are bounded too.
             self.connection.settimeout(self.hub.write_timeout)
-        preamble = sse.retry_frame(self.retry_ms) + sse.connection_frame(
-            self.identity,
-            self.connection_id,
-            resumed=self.resume_seq is not None,
-            replayed=self.replay_count,
+        preamble = sse.retry_frame(self.retry_ms) + sse.frame(
+            events.connection(
+                self.identity,
+                self.connection_id,
+                resumed=self.resume_seq is not None,
+                replayed=self.replay_count,
+            )
         )
         if self.resync is not None:
-            preamble += sse.resync_required_frame(*self.resync)
+            preamble += sse.frame(events.resync_required(*self.resync))
         yield preamble
         if self.resume_seq is not None and not (yield from self._replay()):
-            yield sse.jittered_retry_frame(*RETRY_RANGE_MS["replay_failed"]) + (
-                sse.stream_closed_frame("replay_failed")
+            yield sse.jittered_retry_frame(*RETRY_RANGE_MS["replay_failed"]) + _closed_frame(
+                "replay_failed"
             )
             return
         # The live loop runs in this generator's own frame, not behind a ``yield from``: a
@@ -187,19 +306,19 @@ class EventStream:
                     out = self._closing_frames(sub.closing)
                 elif now >= expires:
                     self.end_reason = "token_expired"
-                    out = sse.stream_closed_frame("token_expired")
+                    out = _closed_frame("token_expired")
                 else:
                     since, frames = sub.since, sub.take()
                     out = b"".join(frames)
                     if now >= next_beat:
-                        out += sse.heartbeat_frame(self.connection_id)
+                        out += sse.frame(events.heartbeat(self.connection_id))
                         next_beat = now + self.heartbeat_seconds
                 if raw is None:
                     if out:
                         yield out
                 elif out or unsent:
                     # ``unsent``: the rest of a chunk the hub began.
-                    data = unsent + sse.http_chunk(out) if out else unsent
+                    data = unsent + http_chunk(out) if out else unsent
                     if not self._write(raw, data, expires):
                         _abort(raw)
                         return
@@ -274,7 +393,7 @@ class EventStream:
             if batch is None:
                 try:
                     with database.connection_context():
-                        batch = frames_between(self.identity.account_id, after, upto, REPLAY_BATCH)
+                        batch = replay_batch(self.identity.account_id, after, upto)
                 except (peewee.PeeweeException, MaxConnectionsExceeded) as exc:
                     log.warning("replay of account %s failed: %s", self.identity.account_id, exc)
                     self.end_reason = "replay_failed"
@@ -289,16 +408,20 @@ class EventStream:
     def _closing_frames(self, reason):
         # On shutdown the client may keep what was already queued; a revoked key may not.
         if reason != "server_shutdown":
-            return sse.stream_closed_frame(reason)
+            return _closed_frame(reason)
         pending = b"".join(self.sub.take())
         # Every stream of the worker ends now: spread their reconnections.
         retry = sse.jittered_retry_frame(*RETRY_RANGE_MS[reason])
-        return pending + retry + sse.stream_closed_frame(reason)
+        return pending + retry + _closed_frame(reason)
 
     def _expiry_deadline(self):
         if self.identity.expires_at is None:
             return float("inf")
         return time.monotonic() + (self.identity.expires_at - utcnow()).total_seconds()
+
+
+def _closed_frame(reason):
+    return sse.frame(events.stream_closed(reason))
 
 
 def _abort(raw):

@@ -9,8 +9,8 @@ from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import InvalidJson, ValidationFailed
+from .events import SAFE_ID
 from .money import CENT, CURRENCIES, MAX_AMOUNT, to_cents
-from .sse import SAFE_ID
 
 # America/La_Paz has kept UTC-4, without daylight saving, since 1932.
 LA_PAZ = timezone(timedelta(hours=-4), "America/La_Paz")

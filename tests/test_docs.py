@@ -116,7 +116,7 @@ def test_contract_lists_every_event_with_the_id_and_keys_the_server_sends():
 
 
 def test_contract_names_every_reason_a_stream_is_closed_with():
-    from qrevents.sse import CLOSE_REASONS
+    from qrevents.events import CLOSE_REASONS
 
     reasons = {row[0].strip("`") for row in table_rows(contract_section(5))}
     assert reasons == set(CLOSE_REASONS)

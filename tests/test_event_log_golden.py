@@ -1,18 +1,20 @@
-"""Golden event data: the log's rows and the Redis message, as text, for every durable type.
+"""Golden event data: the log's rows and the Redis messages, as text, for every durable type.
 
 Times that say when a row was written (the milliseconds in a status change's and a balance
 update's id) are the only values normalised; everything else is fixed by the test.
 """
 
-import json
 import re
 from datetime import datetime
+
+import pytest
 
 from models import Event
 from qrevents.banks import IssuedQr
 from qrevents.redis_broker import decode_events_message, encode_events_message
 from qrevents.services import payments, qrs
 from qrevents.services.accounts import create_account
+from qrevents.services.eventlog import events_between
 from qrevents.services.payments import PaymentNotice
 from qrevents.signals import events_committed
 
@@ -57,8 +59,29 @@ LOG_ROWS = [
     ),
 ]
 
-# The pub/sub message of the payment's three events as workers before the "v": 2 format
-# wrote it (each event's SSE frame as text); a new worker must still read it.
+# The pub/sub message of the payment's three events (version 2): their data, no SSE text.
+V2_PAYMENT_MESSAGE = (
+    '{"v":2,"a":<account>,"e":[[2,"qr_payment","qr_payment_GOLDEN_PAY_1","{\\"qrId\\":'
+    '\\"26113012345678901234\\",\\"transactionId\\":\\"GOLDEN_PAY_1\\",\\"amount\\":100.50,'
+    '\\"currency\\":\\"BOB\\",\\"senderName\\":\\"Juan P\\u00e9rez\\u2029\\",'
+    '\\"senderDocumentId\\":\\"12345678\\",\\"senderAccount\\":\\"1234567890\\",'
+    '\\"senderBankCode\\":\\"BANECO\\",\\"description\\":\\"Pago\\",\\"paymentDate\\":'
+    '\\"2026-01-15T10:30:00.000Z\\",\\"paymentTime\\":\\"10:30:00\\",\\"singleUse\\":true,'
+    '\\"newStatus\\":\\"used\\",\\"review\\":false,\\"reviewReason\\":null}"],'
+    '[3,"account_balance_update","balance_update_<ms>_1","{\\"accountId\\":<account>,'
+    '\\"movementType\\":\\"qr_payment\\",\\"amount\\":100.50,\\"previousBalance\\":0.00,'
+    '\\"newBalance\\":100.50,\\"previousAvailableBalance\\":0.00,\\"newAvailableBalance\\":100.50,'
+    '\\"description\\":\\"Pago QR recibido\\",\\"qrId\\":\\"26113012345678901234\\",'
+    '\\"transactionId\\":\\"GOLDEN_PAY_1\\",\\"currency\\":\\"BOB\\"}"],'
+    '[4,"qr_status_change","qr_status_change_26113012345678901234_<ms>","{\\"qrId\\":'
+    '\\"26113012345678901234\\",\\"previousStatus\\":\\"active\\",\\"newStatus\\":\\"used\\",'
+    '\\"amount\\":100.50,\\"currency\\":\\"BOB\\",\\"description\\":'
+    '\\"Pago de caf\\u00e9\\u2028l\\u00ednea\\",\\"singleUse\\":true,\\"dueDate\\":'
+    '\\"2031-01-02T03:04:05.678Z\\",\\"syncSource\\":\\"payment\\"}"]]}'
+)
+
+# The same message as workers before version 2 wrote it (each event's SSE frame as text),
+# pinned on that code; a new worker must still read it, into the same frames.
 V1_PAYMENT_MESSAGE = (
     '{"a": <account>, "e": [[2, "id: qr_payment_GOLDEN_PAY_1\\nevent: qr_payment\\ndata: '
     '{\\"qrId\\":\\"26113012345678901234\\",\\"transactionId\\":\\"GOLDEN_PAY_1\\",'
@@ -88,6 +111,7 @@ def normalised(text, account_id):
         (f'"accountId":{account_id},', '"accountId":<account>,'),
         (f'\\"accountId\\":{account_id},', '\\"accountId\\":<account>,'),
         (f'{{"a": {account_id}, ', '{"a": <account>, '),
+        (f'{{"v":2,"a":{account_id},', '{"v":2,"a":<account>,'),
     ):
         text = text.replace(value, name)
     return text
@@ -145,16 +169,56 @@ def test_the_log_keeps_each_durable_events_data_as_this_json_text(app):
     assert logged == LOG_ROWS
 
 
-def test_the_v1_redis_message_of_a_payment_is_this_text(app):
+def test_the_redis_message_of_a_payment_is_this_text(app):
     account_id, announced = record_every_durable_event(app)
     message = encode_events_message(account_id, announced[1])
-    assert normalised(message, account_id) == V1_PAYMENT_MESSAGE
-    assert json.loads(message)["a"] == account_id
+    assert normalised(message, account_id) == V2_PAYMENT_MESSAGE
 
 
-def test_a_v1_message_decodes_to_the_frames_it_carries(app):
+def as_sent(golden_text, account_id, events):
+    """A golden message with this run's account id and event ids put back."""
+    text = golden_text.replace("<account>", str(account_id))
+    for event in events:
+        text = text.replace(normalised(event.event_id, account_id), event.event_id)
+    return text
+
+
+def test_a_message_decodes_to_the_records_that_were_announced(app):
     account_id, announced = record_every_durable_event(app)
-    message = encode_events_message(account_id, announced[1])
-    decoded_account, events = decode_events_message(message)
+    decoded_account, events = decode_events_message(encode_events_message(account_id, announced[1]))
     assert decoded_account == account_id
-    assert [(e.seq, e.frame) for e in events] == [(e.seq, e.frame) for e in announced[1]]
+    assert [(e.seq, e.event_type, e.event_id, e.data, e.frame) for e in events] == [
+        (e.seq, e.event_type, e.event_id, e.data, e.frame) for e in announced[1]
+    ]
+
+
+def test_an_old_workers_v1_message_gives_the_very_frames_of_the_new_format(app):
+    """A rolling reload mixes workers: what an old one published reaches a new one's streams
+    as the same bytes as the new format's (and as replay from the log)."""
+    account_id, announced = record_every_durable_event(app)
+    old = as_sent(V1_PAYMENT_MESSAGE, account_id, announced[1])
+    new = as_sent(V2_PAYMENT_MESSAGE, account_id, announced[1])
+    assert new == encode_events_message(account_id, announced[1])
+    (old_account, old_events), (new_account, new_events) = map(decode_events_message, (old, new))
+    assert old_account == new_account == account_id
+    replayed = events_between(account_id, 1, 4)
+    assert [(e.seq, e.event_type, e.event_id) for e in old_events] == [
+        (e.seq, e.event_type, e.event_id) for e in new_events
+    ]
+    assert [e.frame for e in old_events] == [e.frame for e in new_events]
+    assert [e.frame for e in new_events] == [e.frame for e in replayed]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"[]",
+        b'{"v":3,"a":1,"e":[]}',
+        b'{"a":1,"e":[[1,"no frame here"]]}',
+        b'{"v":2,"a":1,"e":[[1,"qr_created"]]}',
+        b"not json",
+    ],
+)
+def test_a_malformed_message_is_refused_with_the_errors_the_listener_ignores(message):
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        decode_events_message(message)

@@ -5,9 +5,14 @@ import socket
 import gevent
 import pytest
 
-from qrevents import sse
+from qrevents.events import EventRecord
 from qrevents.hub import AccountHub
-from qrevents.services.eventlog import CommittedEvent
+from qrevents.stream import http_chunk
+
+
+def framed(seq, frame):
+    """A committed event of account 1 whose frame is ``frame`` (the hub never looks inside)."""
+    return EventRecord(1, seq, "qr_created", f"e{seq}", "{}", frame=frame)
 
 
 class FakeLog:
@@ -19,7 +24,7 @@ class FakeLog:
         self.reads = []
 
     def commit(self, seq):
-        self.events[seq] = CommittedEvent(1, seq, f"frame {seq}\n\n".encode())
+        self.events[seq] = framed(seq, f"frame {seq}\n\n".encode())
         self.last[1] = max(self.last[1], seq)
         return self.events[seq]
 
@@ -145,13 +150,13 @@ def test_a_stalled_reader_leaves_the_rest_to_the_stream_in_order(log, connection
     hub = AccountHub(load_seqs=log.load_seqs, load_events=log.load_events, queue_size=1000)
     sub = hub.subscribe(1)
     sub.attach(server_end)
-    big = [CommittedEvent(1, seq, b"x" * 900 + b"%d\n\n" % seq) for seq in range(11, 211)]
+    big = [framed(seq, b"x" * 900 + b"%d\n\n" % seq) for seq in range(11, 211)]
     hub.deliver(1, big)
     assert sub.unsent and sub.frames and sub.wakeup.is_set()
-    later = b"later\n\n"
-    assert sub.socket is not None and not sub.push(later, sse.http_chunk(later))  # queued
+    later = framed(211, b"later\n\n")
+    assert sub.socket is not None and not sub.push(later)  # queued
     # What the stream's greenlet does: finish the chunk, then write the queue as one chunk.
-    rest = sub.detach() + sse.http_chunk(b"".join(sub.take()))
+    rest = sub.detach() + http_chunk(b"".join(sub.take()))
     received = b""
     while rest:
         try:
@@ -185,7 +190,7 @@ def test_a_stalled_reader_whose_queue_overflows_is_closed_as_slow_consumer(hub, 
     server_end, _ = connection
     sub = hub.subscribe(1)
     sub.attach(server_end)
-    events = [CommittedEvent(1, seq, b"y" * 2000 + b"\n\n") for seq in range(11, 111)]
+    events = [framed(seq, b"y" * 2000 + b"\n\n") for seq in range(11, 111)]
     hub.deliver(1, events)
     assert sub.closing == "slow_consumer" and sub.frames == []
 

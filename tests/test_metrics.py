@@ -104,9 +104,12 @@ def test_replay_and_close_reasons_are_counted(make_server):
 
 
 def test_a_repaired_gap_is_counted_once():
-    from qrevents.services.eventlog import CommittedEvent
+    from qrevents.events import EventRecord
 
-    logged = {seq: CommittedEvent(1, seq, f"frame {seq}\n\n".encode()) for seq in (1, 2, 3)}
+    logged = {
+        seq: EventRecord(1, seq, "qr_created", f"e{seq}", "{}", frame=f"frame {seq}\n\n".encode())
+        for seq in (1, 2, 3)
+    }
     hub = AccountHub(
         load_seqs=lambda ids: {1: 0},
         load_events=lambda account, after, upto: [logged[s] for s in range(after + 1, upto + 1)],

@@ -35,7 +35,7 @@ from qrevents.errors import ApiError, Conflict, ValidationFailed
 from qrevents.notices import payment_notice
 from qrevents.services import bank_sync, payments, qrs
 from qrevents.services.accounts import create_account
-from qrevents.services.eventlog import frames_between
+from qrevents.services.eventlog import events_between
 from qrevents.services.ledger import MOVEMENT_EFFECTS
 from tests.conftest import fresh_database_url
 
@@ -299,7 +299,7 @@ class MoneyModel(RuleBasedStateMachine):
         for account_id, sub in self.subs.items():
             assert sub.closing is None
             self.received[account_id].extend(sub.take())
-            logged = frames_between(account_id, 0, self.event_count[account_id], limit=10**6)
+            logged = events_between(account_id, 0, self.event_count[account_id], limit=10**6)
             assert self.received[account_id] == [event.frame for event in logged]
 
     # -- helpers ---------------------------------------------------------------------------

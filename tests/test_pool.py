@@ -161,7 +161,7 @@ def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscript
     def unreadable(*args):
         raise MaxConnectionsExceeded("every connection busy")
 
-    monkeypatch.setattr(events, "frames_between", unreadable)
+    monkeypatch.setattr(events, "replay_batch", unreadable)
     answers = []
 
     def resume():  # another thread: this one holds the fixture's connection
@@ -224,9 +224,8 @@ def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_clie
     and the client's Last-Event-ID is exact."""
     from models import Event
     from qrevents import stream
-    from qrevents.routes import events
     from qrevents.services.accounts import create_account, create_api_key
-    from qrevents.services.eventlog import frames_between
+    from qrevents.services.eventlog import events_between
     from tests.conftest import create_test_qr
 
     account = create_account("Replay", "BOB")
@@ -236,18 +235,16 @@ def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_clie
     first, second = (
         Event.get((Event.account == account.id) & (Event.seq == seq)) for seq in (1, 2)
     )
-    monkeypatch.setattr(events, "REPLAY_BATCH", 1)
-    monkeypatch.setattr(stream, "REPLAY_BATCH", 1)
+    monkeypatch.setattr(stream, "REPLAY_BATCH", 1)  # the handshake's batch and the later ones
     reads = []
 
     def second_read_fails(*args):
         reads.append(args)
         if len(reads) > 1:
             raise MaxConnectionsExceeded("every connection busy")
-        return frames_between(*args)
+        return events_between(*args)
 
-    monkeypatch.setattr(events, "frames_between", second_read_fails)
-    monkeypatch.setattr(stream, "frames_between", second_read_fails)
+    monkeypatch.setattr(stream, "events_between", second_read_fails)
     bodies = []
 
     def resume():  # another thread: this one holds the fixture's connection

@@ -185,9 +185,9 @@ def test_resume_point_tells_expired_from_unknown(app):
 
 
 def test_a_client_supplied_id_cannot_inject_lines_into_resync_required():
-    from qrevents import sse
+    from qrevents import events, sse
 
-    frame = sse.resync_required_frame("a\u2028b\u2029c\x85d", "unknown").decode()
+    frame = sse.frame(events.resync_required("a\u2028b\u2029c\x85d", "unknown")).decode()
     assert frame.count("\n") == 3 and len(frame.splitlines()) == 3
     assert json.loads(frame.split("data: ")[1])["lastEventId"] == "a\u2028b\u2029c\x85d"
 

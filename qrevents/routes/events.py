@@ -13,8 +13,8 @@ from models import database
 from ..auth import STREAM_COOKIE_NAME, authenticate, is_admin, issue_stream_cookie, issue_ticket
 from ..clock import iso, utcnow
 from ..envelope import success
-from ..services.eventlog import frames_between, resume_point
-from ..stream import REPLAY_BATCH, EventStream, chunked_connection, refused_stream
+from ..services.eventlog import resume_point
+from ..stream import EventStream, chunked_connection, refused_stream, replay_batch
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,7 @@ def stream():
                 replay_head = (
                     None
                     if resume.seq is None
-                    else frames_between(
-                        identity.account_id, resume.seq, sub.start_seq, REPLAY_BATCH
-                    )
+                    else replay_batch(identity.account_id, resume.seq, sub.start_seq)
                 )
             except (peewee.PeeweeException, MaxConnectionsExceeded) as exc:
                 delivery.hub.unsubscribe(sub)

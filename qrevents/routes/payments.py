@@ -15,11 +15,11 @@ from ..auth import authenticate
 from ..clock import iso, utcnow
 from ..envelope import success
 from ..errors import ValidationFailed
+from ..events import SAFE_ID
 from ..money import CURRENCIES, MAX_AMOUNT, from_cents, to_cents
 from ..resources import page_json, payment_json
 from ..services import payment_reports, payments
 from ..services.payment_reports import PaymentFilter, la_paz_today
-from ..sse import SAFE_ID
 from ..validation import page_args
 
 bp = Blueprint("payments", __name__)

@@ -10,10 +10,10 @@ from flask import Blueprint, request
 from ..auth import authenticate
 from ..envelope import success
 from ..errors import ValidationFailed
+from ..events import SAFE_ID
 from ..reconnect import in_connection
 from ..resources import page_json, qr_json
 from ..services import issuing, qrs
-from ..sse import SAFE_ID
 from ..validation import Fields, json_object, page_args
 
 bp = Blueprint("qr", __name__)

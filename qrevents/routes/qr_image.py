@@ -4,8 +4,8 @@ from flask import Blueprint, current_app
 
 from ..auth import authenticate
 from ..errors import NotFound, ValidationFailed
+from ..events import SAFE_ID
 from ..services import qrs
-from ..sse import SAFE_ID
 
 bp = Blueprint("qr_image", __name__)
 

@@ -5,9 +5,9 @@ from flask import Blueprint, current_app, request
 from ..auth import authenticate, require_user_jwt
 from ..envelope import success
 from ..errors import ValidationFailed
+from ..events import DURABLE_TYPES
 from ..resources import page_json, webhook_delivery_json, webhook_json
 from ..services import webhooks
-from ..sse import DURABLE_TYPES
 from ..validation import MAX_ID, Fields, json_object, page_args
 
 bp = Blueprint("webhooks", __name__)

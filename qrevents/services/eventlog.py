@@ -16,19 +16,11 @@ from peewee import fn
 from models import Account, Event, PreparedQuery, database
 from models.statements import get_row, insert_many, update
 
-from .. import metrics, sse
+from .. import metrics
 from ..clock import utcnow
+from ..events import DURABLE_ID, EventRecord, latest_time_of_durable_id
+from ..exact_json import dumps
 from ..signals import events_committed
-
-
-@dataclass(frozen=True, slots=True)
-class CommittedEvent:
-    """What the delivery side needs of an event: its place in the account and its bytes."""
-
-    account_id: int
-    seq: int
-    frame: bytes
-
 
 # The account columns a change may move; the rest of the row is not written.
 CHANGING_COLUMNS = (
@@ -49,10 +41,11 @@ class AccountChange:
         self._rows = []
 
     def record(self, event):
-        """Add ``(type, id, data)`` from ``sse`` to the log with the next sequence number."""
+        """Add ``(type, id, data)`` (a builder's in ``events.py``) to the log with the next
+        sequence number. Data only: its wire forms are made where it is delivered."""
         event_type, event_id, data = event
         self.account.event_seq += 1
-        data_json = sse.dumps(data)
+        data_json = dumps(data)
         self._rows.append(
             {
                 "account": self.account.id,
@@ -63,9 +56,10 @@ class AccountChange:
                 "created_at": utcnow(),
             }
         )
-        frame = sse.encode_frame(event_type, data_json, event_id)
         self.event_types.append(event_type)
-        self.events.append(CommittedEvent(self.account.id, self.account.event_seq, frame))
+        self.events.append(
+            EventRecord(self.account.id, self.account.event_seq, event_type, event_id, data_json)
+        )
 
     def flush(self):
         """Write the recorded events (one INSERT) and the account columns a change moves."""
@@ -105,7 +99,7 @@ def announce(events):
         app.logger.exception("announcing events of account %s failed", events[0].account_id)
 
 
-_FRAMES_BETWEEN = PreparedQuery(
+_EVENTS_BETWEEN = PreparedQuery(
     lambda account_id, after_seq, upto_seq, limit: (
         Event.select(Event.seq, Event.event_type, Event.event_id, Event.data)
         .where((Event.account == account_id) & (Event.seq > after_seq) & (Event.seq <= upto_seq))
@@ -115,11 +109,12 @@ _FRAMES_BETWEEN = PreparedQuery(
 )
 
 
-def frames_between(account_id, after_seq, upto_seq, limit=500):
-    """Committed events with ``after_seq < seq <= upto_seq``, oldest first, at most ``limit``."""
+def events_between(account_id, after_seq, upto_seq, limit=500):
+    """Committed events with ``after_seq < seq <= upto_seq``, oldest first, at most ``limit``
+    (``EventRecord``: the same records as announced at commit)."""
     return [
-        CommittedEvent(account_id, seq, sse.encode_frame(event_type, data, event_id))
-        for seq, event_type, event_id, data in _FRAMES_BETWEEN.rows(
+        EventRecord(account_id, seq, event_type, event_id, data)
+        for seq, event_type, event_id, data in _EVENTS_BETWEEN.rows(
             account_id, after_seq, upto_seq, limit
         )
     ]
@@ -159,9 +154,9 @@ def resume_point(account_id, event_id, retention_days):
         if Event.created_at.python_value(created_at) < cutoff:
             return ResumePoint(resync="expired")
         return ResumePoint(seq=seq)
-    if not sse.DURABLE_ID.match(event_id):
+    if not DURABLE_ID.match(event_id):
         return ResumePoint(resync="unknown")
-    written_by = sse.latest_time_of_durable_id(event_id)
+    written_by = latest_time_of_durable_id(event_id)
     if written_by is not None and written_by >= cutoff:
         return ResumePoint(resync="unknown")
     return ResumePoint(resync="expired" if _log_was_pruned(account_id) else "unknown")

@@ -3,7 +3,7 @@
 from models import Movement
 from models.statements import insert
 
-from .. import sse
+from .. import events
 from ..clock import utcnow
 
 # movement type -> (moves balance, moves available balance)
@@ -38,7 +38,7 @@ def post_movement(change, movement_type, amount_cents, *, description, qr_id, tr
     )
     insert(movement)
     change.record(
-        sse.account_balance_update(account, movement, previous_balance, previous_available)
+        events.account_balance_update(account, movement, previous_balance, previous_available)
     )
     return movement
 

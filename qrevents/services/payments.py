@@ -7,7 +7,7 @@ from datetime import datetime
 from models import Payment, Qr
 from models.statements import get_row, insert
 
-from .. import sse
+from .. import events
 from ..clock import iso, utcnow
 from ..errors import Conflict, NotFound, ValidationFailed
 from .eventlog import account_change
@@ -97,7 +97,7 @@ def post_payment(notice, sync_source="payment"):
             return _earlier_notice(notice.transaction_id, fingerprint), True
         used = qr.single_use and reason is None
         previous_status = set_status(qr, "used") if used else qr.status
-        change.record(sse.qr_payment(payment, qr))
+        change.record(events.qr_payment(payment, qr))
         post_movement(
             change,
             "qr_payment_held" if reason else "qr_payment",
@@ -107,7 +107,7 @@ def post_payment(notice, sync_source="payment"):
             transaction_id=payment.transaction_id,
         )
         if used:
-            change.record(sse.qr_status_change(qr, previous_status, sync_source))
+            change.record(events.qr_status_change(qr, previous_status, sync_source))
     return payment, False
 
 

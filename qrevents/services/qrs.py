@@ -9,17 +9,17 @@ import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-from models import Account, Qr
+from models import QR_STATUSES, Account, Qr
 from models.statements import update
 
-from .. import sse
+from .. import events
 from ..banks import QrOrder
 from ..clock import epoch_ms, iso, utcnow
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..validation import LA_PAZ
 from .eventlog import account_change
 
-STATUSES = ("active", "used", "completed", "expired", "cancelled")
+STATUSES = QR_STATUSES
 # Every status a QR may move to from each status; the rest are final.
 TRANSITIONS = {
     "active": ("used", "completed", "expired", "cancelled"),
@@ -125,7 +125,7 @@ def record_issued(account_id, req, plan, issued):
             created_at=plan.asked_at,
             image_png=issued.image_png,
         )
-        change.record(sse.qr_created(qr))
+        change.record(events.qr_created(qr))
     return qr, True
 
 
@@ -159,7 +159,7 @@ def set_status(qr, new_status):
 def change_status(change, qr, new_status, sync_source):
     """Move a QR of the locked account to ``new_status`` and record ``qr_status_change``."""
     previous = set_status(qr, new_status)
-    change.record(sse.qr_status_change(qr, previous, sync_source))
+    change.record(events.qr_status_change(qr, previous, sync_source))
 
 
 def cancellable(qr):
