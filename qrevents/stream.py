@@ -118,7 +118,8 @@ class Subscription:
         if self.closing:
             return False
         if self.socket is not None and not self.frames and not self.unsent:
-            self._send(chunk_of(event))
+            # The chunk is made by the first stream that writes the event; the rest share it.
+            self._send(event.chunk or chunk_of(event))
             return True
         if len(self.frames) >= self.limit:
             # The client resumes from its Last-Event-ID; the log has what is dropped here.

@@ -4,7 +4,7 @@ the OpenAPI catalogue and the vocabularies its schemas use must agree with it.""
 import re
 from pathlib import Path
 
-from models import MOVEMENT_TYPES
+from models import MOVEMENT_TYPES, Event
 from qrevents.events import DURABLE_TYPES, EVENT_TYPES
 from qrevents.openapi import build_spec
 from qrevents.services.ledger import MOVEMENT_EFFECTS
@@ -45,3 +45,7 @@ def test_the_openapi_catalogue_is_the_registry():
 
 def test_every_movement_type_has_its_ledger_effects():
     assert set(MOVEMENT_EFFECTS) == set(MOVEMENT_TYPES)
+
+
+def test_every_durable_type_fits_the_logs_type_column():
+    assert all(len(name) <= Event.event_type.max_length for name in DURABLE_TYPES)

@@ -52,10 +52,11 @@ class RawStream:
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.received = b""
 
-    def read_until(self, marker, timeout=5):
-        """Read until ``marker`` is in what came (or the server closed, or the deadline)."""
+    def read_until(self, marker, timeout=5, count=1):
+        """Read until ``marker`` is in what came ``count`` times (or the server closed, or the
+        deadline)."""
         deadline = time.monotonic() + timeout
-        while marker not in self.received:
+        while self.received.count(marker) < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"{marker!r} not seen in {self.received!r}")
@@ -220,3 +221,53 @@ def test_unresumable_last_event_id_gets_resync_required(golden_api, headers, que
     finally:
         stream.close()
     assert normalised(stream, tenant_ids(tenant)) == golden(name)
+
+
+def test_old_and_new_workers_messages_reach_a_stream_as_the_same_bytes(
+    backend, tmp_path, redis_url
+):
+    """A rolling reload: an old worker's message (version 1: SSE frames) and a new one's
+    (version 2: data) of the same events give the stream the very same bytes."""
+    import json
+
+    import redis
+
+    from qrevents.events import EventRecord
+    from qrevents.redis_broker import encode_events_message
+    from tests.conftest import redis_prefix
+
+    prefix = redis_prefix()
+    live = LiveServer(
+        tmp_path,
+        fresh_database_url(backend, tmp_path),
+        heartbeat_seconds=3600,
+        redis_url=redis_url,
+        redis_prefix=prefix,
+    ).start()
+    try:
+        api = Api(live.base)
+        tenant = api.new_tenant()
+        account = tenant.account_id
+        events = [
+            ("qr_created", "qr_created_26113012345678901234", '{"a":"caf\u00e9\u2028"}'),
+            ("qr_payment", "qr_payment_T1", '{"amount":100.50}'),
+            ("account_balance_update", "balance_update_1764547200000_1", '{"n":null}'),
+        ]
+        old = [EventRecord(account, seq, *event) for seq, event in enumerate(events, 1)]
+        new = [EventRecord(account, seq, *event) for seq, event in enumerate(events, 4)]
+        v1 = json.dumps({"a": account, "e": [[e.seq, e.frame.decode()] for e in old]})
+        stream = RawStream(api.base, tenant.headers)
+        try:
+            stream.read_until(b'"replayed":0}\n\n')
+            publisher = redis.Redis.from_url(redis_url)
+            publisher.publish(f"{prefix}events", v1)
+            publisher.publish(f"{prefix}events", encode_events_message(account, new))
+            stream.read_until(b"null}\n\n\r\n", timeout=10, count=2)
+        finally:
+            stream.close()
+    finally:
+        live.stop()
+    _, chunks = stream.response()
+    expected = b"".join(e.frame for e in old)
+    assert b"".join(chunks[1:]) == expected + expected  # after the preamble
+    assert b"\\u2028" in expected  # the line separator escaped, as every frame has it
