@@ -7,6 +7,7 @@ from flask_jwt_extended import create_access_token
 from ..clock import utcnow
 from ..envelope import failure, success
 from ..errors import Unauthorized
+from ..policy import no_credential
 from ..services.accounts import login
 from ..services.sessions import end_session, rotate_session, start_session
 from ..validation import Fields, json_object
@@ -19,6 +20,7 @@ REFRESH_COOKIE = "qrevents_refresh"
 
 
 @bp.post("/auth/login")
+@no_credential  # limited by failed attempts instead, per email and per address
 def log_in():
     fields = Fields(json_object())
     email = fields.string("email", max_length=254)

@@ -19,6 +19,7 @@ from .. import bank_signature, metrics
 from ..envelope import failure, success
 from ..errors import ApiError, Conflict, Unauthorized
 from ..notices import payment_notice
+from ..policy import no_credential
 from ..resources import payment_json, qr_json
 from ..services import bank_sync, payments, qrs
 from ..services.banking import bank_answers
@@ -58,6 +59,7 @@ def require_bank():
 @bp.post("/bank/payments")
 @bp.post("/hooks/baneco/notifyPayment")
 @bp.post("/api/qrsimple/notifyPaymentQR")
+@no_credential  # a bank retries and must never be turned away
 def notify_payment():
     if not carries_credential():
         return confirm_with_bank()
@@ -106,6 +108,7 @@ def _recorded(payment, duplicate):
 
 
 @bp.post("/bank/qr-status")
+@no_credential
 def sync_qr_status():
     require_bank()
     fields = Fields(json_object())

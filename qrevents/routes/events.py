@@ -13,26 +13,13 @@ from models import database
 from ..auth import STREAM_COOKIE_NAME, authenticate, is_admin, issue_stream_cookie, issue_ticket
 from ..clock import iso, utcnow
 from ..envelope import success
+from ..policy import own_connection, unthrottled, when_database_away
 from ..services.eventlog import frames_between, resume_point
 from ..stream import REPLAY_BATCH, EventStream, chunked_connection, refused_stream
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("events", __name__)
-
-# Routes that manage their own database connection, or need none (see qrevents/__init__.py).
-OWN_CONNECTION = {
-    "events.stream",
-    "health.health",
-    "dashboard.page",
-    "static",
-    "metrics.metrics",
-    "openapi.openapi",
-}
-
-# Routes that work without the database (served even while it is away).
-NO_DATABASE = {"dashboard.page", "static", "metrics.metrics", "openapi.openapi"}
-STREAM_ENDPOINT = "events.stream"
 
 # Where a stream cookie is sent (one cookie per path: a browser sends it nowhere else).
 STREAM_PATHS = ("/events/stream", "/api/events/stream")
@@ -45,6 +32,9 @@ SSE_HEADERS = {
 
 @bp.get(STREAM_PATHS[0])
 @bp.get(STREAM_PATHS[1])
+@own_connection
+@unthrottled  # an account's streams have their own cap
+@when_database_away(lambda: refused_stream_response("overloaded", g.get("request_id")))
 def stream():
     """Authenticate, find the resume point, subscribe and read the first replay batch, all
     under one database connection and before the first byte.

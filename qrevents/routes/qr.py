@@ -1,7 +1,7 @@
 """QRs of the caller's account: create (at the bank), list, read, cancel (at the bank first).
 
 Creating and cancelling wait for the bank: those two views scope their own short database
-connections (``BANK_BOUND``, kept out of the per-request connection) so that none is held
+connections (``@bank_bound``, kept out of the per-request connection) so that none is held
 while the bank answers (``services.issuing``).
 """
 
@@ -10,6 +10,7 @@ from flask import Blueprint, request
 from ..auth import authenticate
 from ..envelope import success
 from ..errors import ValidationFailed
+from ..policy import bank_bound
 from ..reconnect import in_connection
 from ..resources import page_json, qr_json
 from ..services import issuing, qrs
@@ -18,10 +19,9 @@ from ..validation import Fields, json_object, page_args
 
 bp = Blueprint("qr", __name__)
 
-BANK_BOUND = {"qr.create_qr", "qr.cancel_qr"}
-
 
 @bp.post("/qr")
+@bank_bound
 def create_qr():
     identity = in_connection(authenticate)
     fields = Fields(json_object())
@@ -59,6 +59,7 @@ def get_qr(qr_id):
 
 
 @bp.post("/qr/<qr_id>/cancel")
+@bank_bound
 def cancel_qr(qr_id):
     qr_id = _checked(qr_id)
     identity = in_connection(authenticate)
