@@ -28,7 +28,7 @@ from .delivery import Delivery
 from .errors import Unavailable, register_error_handlers
 from .policy import route_policies
 from .reconnect import open_request_connection, rerun_on_lost_connection
-from .routes import BLUEPRINTS
+from .routes import BLUEPRINTS, CONVERTERS
 from .scheduler import Scheduler
 from .schema import SchemaGate
 from .secret_box import WEBHOOK_PURPOSE, SecretBox
@@ -91,6 +91,7 @@ def create_app(test_config=None):
     limits = throttle.init_app(app, settings)
     logs.init_app(app)
     register_error_handlers(app)
+    app.url_map.converters.update(CONVERTERS)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     policies = route_policies(app)

@@ -19,7 +19,6 @@ from ..money import CURRENCIES, MAX_AMOUNT, from_cents, to_cents
 from ..resources import page_json, payment_json
 from ..services import payment_reports, payments
 from ..services.payment_reports import PaymentFilter, la_paz_today
-from ..sse import SAFE_ID
 from ..validation import page_args
 
 bp = Blueprint("payments", __name__)
@@ -103,11 +102,9 @@ def payments_summary():
     return success("Resumen de pagos", data)
 
 
-@bp.post("/payments/<transaction_id>/release")
+@bp.post('/payments/<safe_id("transactionId"):transaction_id>/release')
 def release(transaction_id):
     identity = authenticate()
-    if not SAFE_ID.match(transaction_id):
-        raise ValidationFailed(fields={"transactionId": "no es un id de transacción"})
     payment = payments.release_payment(identity.account_id, transaction_id)
     return success("Pago liberado", payment_json(payment))
 

@@ -14,7 +14,6 @@ from ..policy import bank_bound
 from ..reconnect import in_connection
 from ..resources import page_json, qr_json
 from ..services import issuing, qrs
-from ..sse import SAFE_ID
 from ..validation import Fields, json_object, page_args
 
 bp = Blueprint("qr", __name__)
@@ -52,21 +51,14 @@ def list_qrs():
     return success("QRs obtenidos", page_json(rows, qr_json, limit, lambda qr: qr.id))
 
 
-@bp.get("/qr/<qr_id>")
+@bp.get('/qr/<safe_id("qrId"):qr_id>')
 def get_qr(qr_id):
     identity = authenticate()
-    return success("QR obtenido", qr_json(qrs.get_qr(identity.account_id, _checked(qr_id))))
+    return success("QR obtenido", qr_json(qrs.get_qr(identity.account_id, qr_id)))
 
 
-@bp.post("/qr/<qr_id>/cancel")
+@bp.post('/qr/<safe_id("qrId"):qr_id>/cancel')
 @bank_bound
 def cancel_qr(qr_id):
-    qr_id = _checked(qr_id)
     identity = in_connection(authenticate)
     return success("QR cancelado", qr_json(issuing.cancel_qr(identity.account_id, qr_id)))
-
-
-def _checked(qr_id):
-    if not SAFE_ID.match(qr_id):
-        raise ValidationFailed(fields={"qrId": "no es un id de QR"})
-    return qr_id
