@@ -148,7 +148,7 @@ def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscript
     it is a stream that ends at once (``replay_failed``, which an EventSource retries), and
     the stream it would have been holds no subscription."""
     from models import Event
-    from qrevents.routes import events
+    from qrevents import stream_open
     from qrevents.services.accounts import create_account, create_api_key
     from tests.conftest import create_test_qr
 
@@ -161,7 +161,7 @@ def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscript
     def unreadable(*args):
         raise MaxConnectionsExceeded("every connection busy")
 
-    monkeypatch.setattr(events, "frames_between", unreadable)
+    monkeypatch.setattr(stream_open, "frames_between", unreadable)
     answers = []
 
     def resume():  # another thread: this one holds the fixture's connection
@@ -223,8 +223,7 @@ def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_clie
     the last whole batch, with ``stream_closed: replay_failed``: no traceback, no live phase,
     and the client's Last-Event-ID is exact."""
     from models import Event
-    from qrevents import stream
-    from qrevents.routes import events
+    from qrevents import stream, stream_open
     from qrevents.services.accounts import create_account, create_api_key
     from qrevents.services.eventlog import frames_between
     from tests.conftest import create_test_qr
@@ -236,7 +235,7 @@ def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_clie
     first, second = (
         Event.get((Event.account == account.id) & (Event.seq == seq)) for seq in (1, 2)
     )
-    monkeypatch.setattr(events, "REPLAY_BATCH", 1)
+    monkeypatch.setattr(stream_open, "REPLAY_BATCH", 1)
     monkeypatch.setattr(stream, "REPLAY_BATCH", 1)
     reads = []
 
@@ -246,7 +245,7 @@ def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_clie
             raise MaxConnectionsExceeded("every connection busy")
         return frames_between(*args)
 
-    monkeypatch.setattr(events, "frames_between", second_read_fails)
+    monkeypatch.setattr(stream_open, "frames_between", second_read_fails)
     monkeypatch.setattr(stream, "frames_between", second_read_fails)
     bodies = []
 
