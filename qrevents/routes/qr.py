@@ -7,6 +7,7 @@ while the bank answers (``services.issuing``).
 
 from flask import Blueprint, request
 
+from .. import bodies
 from ..auth import authenticate
 from ..envelope import success
 from ..errors import ValidationFailed
@@ -14,7 +15,7 @@ from ..policy import bank_bound
 from ..reconnect import in_connection
 from ..resources import page_json, qr_json
 from ..services import issuing, qrs
-from ..validation import Fields, json_object, page_args
+from ..validation import json_object, page_args
 
 bp = Blueprint("qr", __name__)
 
@@ -23,17 +24,16 @@ bp = Blueprint("qr", __name__)
 @bank_bound
 def create_qr():
     identity = in_connection(authenticate)
-    fields = Fields(json_object())
+    body = bodies.QR.read(json_object())
     req = qrs.QrRequest(
-        amount_cents=fields.amount("amount"),
-        currency=fields.currency("currency"),
-        description=fields.string("description", max_length=140),
-        due_date=fields.moment("dueDate", required=False),
-        single_use=fields.boolean("singleUse", default=True),
-        modify_amount=fields.boolean("modifyAmount", default=False),
-        transaction_id=fields.safe_id("transactionId", max_length=30, required=False),
+        amount_cents=body["amount"],
+        currency=body["currency"],
+        description=body["description"],
+        due_date=body["dueDate"],
+        single_use=body["singleUse"],
+        modify_amount=body["modifyAmount"],
+        transaction_id=body["transactionId"],
     )
-    fields.check()
     qr, created = issuing.create_qr(identity.account_id, req)
     if created:
         return success("QR creado", qr_json(qr), 201)
