@@ -13,7 +13,6 @@ import os
 from datetime import timedelta
 from decimal import Decimal
 
-import peewee
 from flask import Flask, request
 from flask.json.provider import JSONProvider
 from flask_jwt_extended import JWTManager
@@ -21,6 +20,7 @@ from gevent import monkey
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import bind_database, database
+from models.peewee_internals import CONNECTION_LOCAL
 
 from . import logs, throttle
 from .config import load_config
@@ -113,7 +113,7 @@ def _require_greenlet_local_connections():
     between all greenlets of a worker (docs/DEPLOYMENT.md): refuse to start instead."""
     import gevent.local
 
-    if not issubclass(peewee._ConnectionLocal, gevent.local.local):
+    if not issubclass(CONNECTION_LOCAL, gevent.local.local):
         raise RuntimeError(
             "peewee was imported before gevent monkey-patching: keep preload_app off and "
             "import no app code in gunicorn.conf.py"
