@@ -14,6 +14,8 @@ import peewee
 from playhouse.db_url import parseresult_to_dict
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase, PooledSqliteDatabase
 
+from .peewee_internals import connection_state, open_connection, pool_size, pool_wait_timeout
+
 database = peewee.DatabaseProxy()
 
 # SQLite never yields to gevent: keep lock waits short and write transactions tiny.
@@ -84,12 +86,13 @@ class _FairPool:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._gate = _FifoGate(self._max_connections) if self._max_connections else None
+        size = pool_size(self)
+        self._gate = _FifoGate(size) if size else None
 
     def connect(self, reuse_if_open=False):
         if self._gate is None or not self.is_closed():
             return self._connect_tracked(reuse_if_open)
-        if not self._gate.acquire(self._wait_timeout or 0):
+        if not self._gate.acquire(pool_wait_timeout(self) or 0):
             raise MaxConnectionsExceeded("Max connections exceeded, timed out waiting for one.")
         try:
             return self._connect_tracked(reuse_if_open)
@@ -100,25 +103,25 @@ class _FairPool:
     def _connect_tracked(self, reuse_if_open):
         opened = super().connect(reuse_if_open)
         if opened:
-            self._state.sent_commit = False
+            connection_state(self).sent_commit = False
         return opened
 
     def commit(self):
-        self._state.sent_commit = True  # from here on, the outcome is the server's to tell
+        connection_state(self).sent_commit = True  # from here on, the server tells the outcome
         return super().commit()
 
     def execute_sql(self, sql, params=None):
-        if not self._state.transactions and not sql.startswith("SELECT"):
-            self._state.sent_commit = True  # outside a transaction a write commits at once
+        if not self.in_transaction() and not sql.startswith("SELECT"):
+            connection_state(self).sent_commit = True  # outside a transaction it commits at once
         return super().execute_sql(sql, params)
 
     def sent_commit(self):
         """Whether this connection has sent anything that may have committed."""
-        return getattr(self._state, "sent_commit", False)
+        return getattr(connection_state(self), "sent_commit", False)
 
     def connection_lost(self):
         """Whether the server dropped this greenlet's connection (PostgreSQL ended it)."""
-        conn = self._state.conn
+        conn = open_connection(self)
         return conn is not None and bool(getattr(conn, "closed", False))
 
     def replace_lost_connection(self):

@@ -11,6 +11,7 @@ read and write is what Peewee's own queries would.
 from functools import cache
 
 from .db import database, supports_row_locks
+from .peewee_internals import field_values, loaded_instance, mark_inserted
 from .prepared import PreparedQuery
 
 
@@ -83,9 +84,7 @@ def get_row(model, key_field, value, *, fields=None, lock=False):
         return None
     (row,) = rows
     values = {field.name: field.python_value(raw) for field, raw in zip(fields, row, strict=True)}
-    instance = model(__no_default__=1, **values)
-    instance._dirty.clear()
-    return instance
+    return loaded_instance(model, values)
 
 
 def insert(instance, *, unless_exists=None):
@@ -97,15 +96,15 @@ def insert(instance, *, unless_exists=None):
     """
     model = type(instance)
     fields = model._meta.fields
-    names = tuple(name for name in instance.__data__ if name != model._meta.primary_key.name)
+    values = field_values(instance)
+    names = tuple(name for name in values if name != model._meta.primary_key.name)
     conflict_name = unless_exists.name if unless_exists is not None else None
     sql = _insert_sql(_dialect(), model, names, 1, conflict_name, returning_id=True)
-    params = [fields[name].db_value(instance.__data__[name]) for name in names]
+    params = [fields[name].db_value(values[name]) for name in names]
     row = database.execute_sql(sql, params).fetchone()
     if row is None:
         return False
-    instance._pk = row[0]
-    instance._dirty.clear()
+    mark_inserted(instance, row[0])
     return True
 
 
@@ -122,6 +121,7 @@ def update(instance, fields):
     """UPDATE only ``fields`` of ``instance``'s row, from the instance's values."""
     names = tuple(field.name for field in fields)
     sql = _update_sql(_dialect(), type(instance), names)
-    params = [field.db_value(instance.__data__[field.name]) for field in fields]
-    params.append(instance._pk)
+    values = field_values(instance)
+    params = [field.db_value(values[field.name]) for field in fields]
+    params.append(instance.get_id())
     database.execute_sql(sql, params)

@@ -13,24 +13,23 @@ import os
 from datetime import timedelta
 from decimal import Decimal
 
-import peewee
-from flask import Flask, g, request
+from flask import Flask, request
 from flask.json.provider import JSONProvider
 from flask_jwt_extended import JWTManager
 from gevent import monkey
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import bind_database, database
+from models.peewee_internals import CONNECTION_LOCAL
 
 from . import logs, throttle
 from .config import load_config
 from .delivery import Delivery
 from .errors import Unavailable, register_error_handlers
 from .exact_json import dumps
+from .policy import route_policies
 from .reconnect import open_request_connection, rerun_on_lost_connection
-from .routes import BLUEPRINTS
-from .routes.events import NO_DATABASE, OWN_CONNECTION, STREAM_ENDPOINT, refused_stream_response
-from .routes.qr import BANK_BOUND as QR_BANK_BOUND
+from .routes import BLUEPRINTS, CONVERTERS
 from .scheduler import Scheduler
 from .schema import SchemaGate
 from .secret_box import WEBHOOK_PURPOSE, SecretBox
@@ -89,17 +88,19 @@ def create_app(test_config=None):
     app.extensions["qrevents"] = delivery
     scheduler = Scheduler(app, settings)
     app.extensions["qrevents.scheduler"] = scheduler
-    _register_connection_scope(
-        app, delivery, scheduler, schema, start_delivery=serving_under_gevent
-    )
-    throttle.init_app(app, settings)
+    limits = throttle.init_app(app, settings)
     logs.init_app(app)
     register_error_handlers(app)
+    app.url_map.converters.update(CONVERTERS)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    policies = route_policies(app)
     for endpoint, view in app.view_functions.items():
-        if endpoint not in OWN_CONNECTION:
+        if policies[endpoint].rerun_on_lost_connection:
             app.view_functions[endpoint] = rerun_on_lost_connection(view)
+    _register_request_hooks(
+        app, policies, limits, delivery, scheduler, schema, start_delivery=serving_under_gevent
+    )
 
     from .cli import register_commands
 
@@ -112,7 +113,7 @@ def _require_greenlet_local_connections():
     between all greenlets of a worker (docs/DEPLOYMENT.md): refuse to start instead."""
     import gevent.local
 
-    if not issubclass(peewee._ConnectionLocal, gevent.local.local):
+    if not issubclass(CONNECTION_LOCAL, gevent.local.local):
         raise RuntimeError(
             "peewee was imported before gevent monkey-patching: keep preload_app off and "
             "import no app code in gunicorn.conf.py"
@@ -128,29 +129,33 @@ def _make_psycopg2_cooperative():
     patch_psycopg()
 
 
-def _register_connection_scope(app, delivery, scheduler, schema, *, start_delivery):
-    """One connection per request, except for routes that scope their own (the stream, and
-    the routes that wait for the bank: no connection may be held while it answers); none
-    until the schema is verified (a worker booted while the database was away)."""
-    own_connection = OWN_CONNECTION | QR_BANK_BOUND
+def _register_request_hooks(app, policies, limits, delivery, scheduler, schema, *, start_delivery):
+    """One hook before every view, its steps in this order, each as the view's policy says
+    (``qrevents.policy``): the request id; the abuse limits, before any other work; the
+    worker's delivery, started by its first request; the verified schema (none for views
+    served while the database is away: a worker booted while it was away); one connection
+    for the request, except for views that scope their own (the stream, and the views that
+    wait for the bank: no connection may be held while it answers)."""
 
     @app.before_request
-    def open_connection():
+    def prepare_request():
+        logs.start_request()
+        policy = policies[request.endpoint]
+        limits.check_request(policy)
         if start_delivery and not delivery.started:
             delivery.start()
             scheduler.start()
-        if not request.endpoint or request.endpoint in NO_DATABASE:
-            return
+        if not policy.needs_database:
+            return None
         try:
             schema.require()
         except Unavailable:
-            if request.endpoint == STREAM_ENDPOINT:
-                return refused_stream_response(
-                    "overloaded", g.get("request_id")
-                )  # retried, 503 not
+            if policy.when_database_away is not None:
+                return policy.when_database_away()
             raise
-        if request.endpoint not in own_connection:
+        if policy.request_connection:
             open_request_connection()
+        return None
 
     @app.teardown_request
     def close_connection(exc):

@@ -19,6 +19,7 @@ from flask import current_app
 from models import Account, BankLink, Qr, User, database
 from models.migrations import LATEST, migrate, schema_version
 
+from .bodies import bank_link
 from .errors import ApiError
 from .exact_json import dumps
 from .money import CURRENCIES
@@ -26,7 +27,6 @@ from .resources import bank_link_json
 from .services import accounts, bank_links, bank_sync
 from .services.qrs import expire_overdue
 from .services.retention import prune
-from .validation import bank_link
 
 DEMO_EMAIL = "demo@qrevents.test"
 

@@ -1,5 +1,6 @@
-"""Wiring of the delivery side: signals -> broker -> hub, the webhook deliverer, and the
-periodic tasks.
+"""Wiring of the delivery side: signals -> broker -> hub, the webhook deliverer, and
+delivery's own upkeep (the hub's reconciliation). Business jobs (QR expiry, retention, the
+bank round) are the scheduler's (``qrevents.scheduler``).
 
 Built once per app by the factory and kept in ``app.extensions["qrevents"]``.
 """
@@ -14,8 +15,6 @@ from .broker import LocalBroker
 from .hub import AccountHub
 from .services.accounts import revoked_key_ids
 from .services.eventlog import current_seqs, events_between
-from .services.qrs import expire_overdue
-from .services.retention import prune
 from .signals import api_key_revoked, events_committed
 from .webhooks.deliverer import WebhookDeliverer
 
@@ -81,24 +80,15 @@ class Delivery:
         return bool(self._tasks)
 
     def start(self):
-        """Start the broker listener and periodic tasks (once, in a serving worker)."""
+        """Start the broker listener, the webhook deliverer and the hub's reconciliation
+        (once, in a serving worker)."""
         if self._tasks:
             return
         self.broker.start()
         self.webhooks.start()
         self._tasks = [
             gevent.spawn(self._every, self.settings["RECONCILE_SECONDS"], self.hub.reconcile),
-            gevent.spawn(self._every, self.settings["EXPIRY_SWEEP_SECONDS"], self._sweep),
-            gevent.spawn(self._every, self.settings["RETENTION_SWEEP_SECONDS"], self._prune),
         ]
-
-    def _sweep(self):
-        with database.connection_context():
-            expire_overdue()
-
-    def _prune(self):
-        with database.connection_context():
-            prune(self.settings["EVENT_RETENTION_DAYS"])
 
     def _every(self, seconds, task):
         while True:

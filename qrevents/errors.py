@@ -78,6 +78,17 @@ class Unavailable(ApiError):
     status, code, message = 503, "unavailable", "Un servicio necesario no está disponible"
 
 
+class InvalidPathId(HTTPException):
+    """An id in the path refused while the URL is matched (``routes.converters``): Flask lets
+    only an HTTPException out of matching, so this one carries the 422 to answer."""
+
+    code = 422
+
+    def __init__(self, field, message):
+        super().__init__()
+        self.error = ValidationFailed(fields={field: message})
+
+
 # Werkzeug describes its errors in English; our envelope's messages are Spanish throughout.
 HTTP_MESSAGES = {
     400: "Solicitud no válida",
@@ -100,6 +111,10 @@ def register_error_handlers(app):
         response = failure(error.message, error.code, error.status, fields=error.fields)
         response.headers.update(error.headers)
         return response
+
+    @app.errorhandler(InvalidPathId)
+    def invalid_path_id(error):
+        return api_error(error.error)
 
     @app.errorhandler(HTTPException)
     def http_error(error):

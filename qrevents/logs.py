@@ -28,8 +28,16 @@ def log_event(event, level=logging.INFO, **fields):
     log.log(level, json.dumps(line, default=str))
 
 
+def start_request():
+    """The request's id and start time; the request hook calls it first of all, so that a
+    request refused by a later step is logged too."""
+    given = request.headers.get("X-Request-ID", "")
+    g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.request_started = time.monotonic()
+
+
 def init_app(app):
-    """Send the JSON lines to stderr (gunicorn's log) and log every request."""
+    """Send the JSON lines to stderr (gunicorn's log) and log every finished request."""
     # A log record asks for the current thread's name by default; under gevent that makes a
     # dummy Thread for every greenlet that logs (a tenth of opening a stream, and memory
     # kept for as long as the stream lives). No line of ours or gunicorn's prints it (the
@@ -41,14 +49,6 @@ def init_app(app):
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-
-    def start_request():
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        g.request_started = time.monotonic()
-
-    # First of all hooks, so that a request refused by another hook is logged too.
-    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
 
     @app.after_request
     def log_request(response):

@@ -4,8 +4,8 @@ reconciliation is recorded exactly as its notification would have been."""
 
 from decimal import Decimal
 
+from .bodies import PAYMENT_NOTICE
 from .services.payments import PaymentNotice
-from .validation import Fields
 
 
 def payment_notice(body):
@@ -17,20 +17,18 @@ def payment_notice(body):
         # A client that parsed the bank's JSON with floats: 1.2 reads back as "1.2" exactly
         # (an amount has at most two decimals; anything else is still refused below).
         body = {**body, "amount": Decimal(repr(body["amount"]))}
-    fields = Fields(body)
-    payment_date, payment_time = fields.bank_moment("paymentDate", "paymentTime")
-    notice = PaymentNotice(
-        qr_id=fields.safe_id("qrId"),
-        transaction_id=fields.safe_id("transactionId"),
-        amount_cents=fields.amount("amount"),
-        currency=fields.currency("currency"),
-        sender_name=fields.string("senderName", max_length=120),
-        sender_document_id=fields.string("senderDocumentId", max_length=40),
-        sender_account=fields.string("senderAccount", max_length=40),
-        sender_bank_code=fields.string("senderBankCode", max_length=40),
-        description=fields.string("description", max_length=140, required=False, default=""),
+    values = PAYMENT_NOTICE.read(body)
+    payment_date, payment_time = values["paymentDate"]
+    return PaymentNotice(
+        qr_id=values["qrId"],
+        transaction_id=values["transactionId"],
+        amount_cents=values["amount"],
+        currency=values["currency"],
+        sender_name=values["senderName"],
+        sender_document_id=values["senderDocumentId"],
+        sender_account=values["senderAccount"],
+        sender_bank_code=values["senderBankCode"],
+        description=values["description"],
         payment_date=payment_date,
         payment_time=payment_time,
     )
-    fields.check()
-    return notice

@@ -8,7 +8,7 @@ than the code: anything they forbid, the server refuses.
 
 from models import MOVEMENT_TYPES
 
-from . import __version__
+from . import __version__, bodies
 from .events import AMOUNT as AMOUNT_OUT
 from .events import (
     BOOLEAN,
@@ -20,8 +20,8 @@ from .events import (
     QR_STATUS,
     STRING,
 )
+from .validation import SAFE_ID_PATTERN
 
-SAFE_ID_PATTERN = "^[A-Za-z0-9_.:-]{1,64}$"
 EMAIL_PATTERN = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$"
 TIME_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
 
@@ -429,22 +429,9 @@ def _path_param(name, schema, description=None):
 
 QR_ID = _path_param("qrId", SAFE_ID)
 
-LOGIN_BODY = _object({"email": _string(254), "password": _string(256)})
-API_KEY_BODY = _object(
-    {
-        "name": _string(120),
-        "expiresAt": {"type": ["string", "null"], "description": "ISO 8601, in the future"},
-    },
-    required=["name"],
-)
-ADMIN_API_KEY_BODY = _object(
-    {
-        "name": _string(120),
-        "userId": {"type": ["integer", "null"], "minimum": 1},
-        "expiresAt": {"type": ["string", "null"], "description": "ISO 8601, in the future"},
-    },
-    required=["name"],
-)
+LOGIN_BODY = bodies.LOGIN.schema()
+API_KEY_BODY = bodies.API_KEY.schema()
+ADMIN_API_KEY_BODY = bodies.ADMIN_API_KEY.schema()
 WEBHOOK_EVENTS = {
     "type": ["array", "null"],
     "items": {"type": "string", "enum": list(DURABLE_TYPES)},
@@ -475,99 +462,19 @@ WEBHOOK_CHANGE_BODY = _object(
     required=[],
     additionalProperties=False,
 )
-REPLAY_BODY = _object({"fromEventId": _string(128, description="A durable event's id")})
-QR_BODY = _object(
-    {
-        "amount": AMOUNT_IN,
-        "currency": {**CURRENCY, "description": "The account's currency"},
-        "description": _string(140),
-        "dueDate": {
-            "type": ["string", "null"],
-            "description": "A future date-time, or a date: the end of that day in La Paz. "
-            "Default: 24 h from now",
-        },
-        "singleUse": {"type": ["boolean", "null"], "default": True},
-        "modifyAmount": {"type": ["boolean", "null"], "default": False},
-        "transactionId": {
-            "type": ["string", "null"],
-            "pattern": SAFE_ID_PATTERN,
-            "maxLength": 30,
-            "description": "The merchant's idempotency key; generated when absent",
-        },
-    },
-    required=["amount", "currency", "description"],
-)
-PAYMENT_NOTICE = _object(
-    {
-        "qrId": SAFE_ID,
-        "transactionId": {**SAFE_ID, "description": "The bank's id: the idempotency key"},
-        "amount": AMOUNT_IN,
-        "currency": {**CURRENCY, "description": "The QR's currency"},
-        "senderName": _string(120),
-        "senderDocumentId": _string(40),
-        "senderAccount": _string(40),
-        "senderBankCode": _string(40),
-        "description": {"type": ["string", "null"], "maxLength": 140},
-        "paymentDate": {
-            "type": "string",
-            "description": "yyyyMMdd, yyyy-MM-dd or an ISO 8601 date-time; without an "
-            "offset it is La Paz time (UTC-4). paymentTime applies when it has no time of day "
-            "or a zero one (BANECO: 2021-06-14T00:00:00 with paymentTime 17:06:29)",
-        },
-        "paymentTime": {
-            "type": ["string", "null"],
-            "pattern": TIME_PATTERN,
-            "description": "La Paz time of day of the payment",
-        },
-    },
-    required=[
-        "qrId",
-        "transactionId",
-        "amount",
-        "currency",
-        "senderName",
-        "senderDocumentId",
-        "senderAccount",
-        "senderBankCode",
-        "paymentDate",
-    ],
-)
+REPLAY_BODY = bodies.REPLAY.schema()
+QR_BODY = bodies.QR.schema()
+PAYMENT_NOTICE = bodies.PAYMENT_NOTICE.schema()
 PAYMENT_BODY = {
     "description": 'Flat, or wrapped as BANECO sends it: `{"payment": {...}}`',
     "anyOf": [PAYMENT_NOTICE, _object({"payment": PAYMENT_NOTICE})],
 }
-QR_STATUS_BODY = _object(
-    {
-        "qrId": SAFE_ID,
-        "status": {"type": "string", "enum": ["used", "completed", "expired", "cancelled"]},
-    }
-)
-ACCOUNT_BODY = _object({"name": _string(120), "currency": CURRENCY})
-USER_BODY = _object(
-    {
-        "email": {"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN},
-        "password": _string(256, minLength=8),
-        "name": _string(120),
-    }
-)
+QR_STATUS_BODY = bodies.QR_STATUS.schema()
+ACCOUNT_BODY = bodies.ACCOUNT.schema()
+USER_BODY = bodies.USER.schema()
 
 BANK_EXTRA = {"responseCode": {"const": 0, "description": "What BANECO's callback expects"}}
-BANK_LINK_BODY = _object(
-    {
-        "adapter": {"type": "string", "enum": ["baneco", "simulator"]},
-        "baseUrl": {
-            "type": "string",
-            "maxLength": 300,
-            "description": "The bank's ApiGateway base URL (http or https)",
-        },
-        "userName": _string(120),
-        "password": _string(256),
-        "aesKey": {"type": "string", "minLength": 32, "maxLength": 32},
-        "accountNumber": {"type": "string", "pattern": "^[0-9A-Za-z-]{1,30}$"},
-        "branchCode": {"type": ["string", "null"], "pattern": "^[0-9A-Za-z]{1,5}$"},
-    },
-    required=["adapter", "baseUrl", "userName", "password", "aesKey", "accountNumber"],
-)
+BANK_LINK_BODY = bodies.BANK_LINK.schema()
 
 
 def _event_catalog():

@@ -1,8 +1,10 @@
-"""Periodic business jobs of a serving worker (apart from delivery's own upkeep).
+"""Periodic business jobs of a serving worker (apart from delivery's own upkeep): QR
+expiry, event retention and the bank round.
 
-The bank round: every ``QREVENTS_BANK_SYNC_SECONDS`` each worker runs it, and for each
-linked account the lease in its bank link row lets exactly one worker (of every host) ask
-the bank in that round; the others skip the account.
+Expiry and retention run in every worker (each is one idempotent statement). The bank
+round: every ``QREVENTS_BANK_SYNC_SECONDS`` each worker runs it, and for each linked
+account the lease in its bank link row lets exactly one worker (of every host) ask the bank
+in that round; the others skip the account.
 """
 
 import logging
@@ -10,7 +12,11 @@ import random
 
 import gevent
 
+from models import database
+
 from .services import bank_sync
+from .services.qrs import expire_overdue
+from .services.retention import prune
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +36,33 @@ class Scheduler:
     def start(self):
         if self._tasks:
             return
+        settings = self.settings
         self._tasks = [
-            gevent.spawn(self._every, self.settings["BANK_SYNC_SECONDS"], self.bank_round)
+            gevent.spawn(self._every, settings["EXPIRY_SWEEP_SECONDS"], self.expire_qrs),
+            gevent.spawn(self._every, settings["RETENTION_SWEEP_SECONDS"], self.prune_events),
+            gevent.spawn(self._every, settings["BANK_SYNC_SECONDS"], self.bank_round, jitter=True),
         ]
+
+    def expire_qrs(self):
+        """Mark the QRs past their due date expired (each with its event)."""
+        with database.connection_context():
+            expire_overdue()
+
+    def prune_events(self):
+        """Delete the events older than the retention."""
+        with database.connection_context():
+            prune(self.settings["EVENT_RETENTION_DAYS"])
 
     def bank_round(self):
         """Recover the payments notifications missed and sync QR statuses, once per round."""
         seconds = self.settings["BANK_SYNC_SECONDS"]
         bank_sync.reconcile(batch=self.settings["BANK_SYNC_BATCH"], lease_seconds=seconds)
 
-    def _every(self, seconds, job):
+    def _every(self, seconds, job, *, jitter=False):
         while True:
-            # Workers started together would all wake at once: the lease decides who asks
-            # the bank, and this jitter spreads the attempts.
-            gevent.sleep(seconds + random.uniform(0, min(seconds, 1.0)))
+            # Workers started together would all wake at once: for the bank round the lease
+            # decides who asks the bank, and this jitter spreads the attempts.
+            gevent.sleep(seconds + (random.uniform(0, min(seconds, 1.0)) if jitter else 0))
             try:
                 with self.app.app_context():
                     job()

@@ -6,11 +6,12 @@ refusal is our JSON envelope with ``Retry-After`` and nothing else changes. The 
 live in Redis when ``QREVENTS_REDIS_URL`` is set, so every worker and host shares them,
 else in this process. Keys hold a hash of the credential, never the credential.
 
-Not limited: the stream (it has its own per-account cap), signed bank callbacks (a bank
-retries and must never be turned away; unsigned ones, which make us ask the bank, are
-limited per client address), health, metrics, this API's description and the
-dashboard's files. If Redis cannot be reached, requests pass (and for a few seconds no
-attempt is made): an outage of the counters must not become an outage of the API.
+Not limited (``@unthrottled``, ``@no_credential``): the stream (it has its own per-account
+cap), signed bank callbacks (a bank retries and must never be turned away; unsigned ones,
+which make us ask the bank, are limited per client address), health, metrics, this API's
+description and the dashboard's files. If Redis cannot be reached, requests pass (and for a
+few seconds no attempt is made): an outage of the counters must not become an outage of the
+API.
 """
 
 import hashlib
@@ -25,32 +26,10 @@ from limits.strategies import FixedWindowRateLimiter
 
 from .auth import _credential, is_admin
 from .errors import TooManyRequests
+from .policy import DEFAULT
 
 log = logging.getLogger(__name__)
 STORAGE_RETRY_SECONDS = 5.0
-
-UNLIMITED = {
-    "events.stream",
-    "bank.notify_payment",
-    "bank.sync_qr_status",
-    "health.health",
-    "metrics.metrics",
-    "openapi.openapi",
-    "dashboard.page",
-    "static",
-    "auth.log_in",  # limited by failed attempts instead
-}
-
-# Routes that take no credential (or the bank's): the failure limit per address spares them.
-NO_CREDENTIAL = {
-    "bank.notify_payment",
-    "bank.sync_qr_status",
-    "health.health",
-    "openapi.openapi",
-    "dashboard.page",
-    "static",
-    "auth.log_in",  # its own limits, per email and per address
-}
 
 
 def _limit(text):
@@ -79,16 +58,14 @@ class Throttle:
         self.failures_per_account = _limit(settings["AUTH_FAILURE_LIMIT_PER_ACCOUNT"])
         self.storage_down_until = 0.0
 
-    def check_request(self):
+    def check_request(self, policy=DEFAULT):
         """Refuse an address out of authentication tries, then count a REST request against
-        its credential's rate (before anything else runs)."""
-        if request.endpoint is None:
-            return
-        if self.failures_per_address is not None and request.endpoint not in NO_CREDENTIAL:
+        its credential's rate (``policy``: the view's, see ``qrevents.policy``)."""
+        if self.failures_per_address is not None and policy.takes_credential:
             who = str(request.remote_addr)
             if not self._safely(self.counters.test, self.failures_per_address, "authfail", who):
                 self._refuse_failures(self.failures_per_address, "authfail", who)
-        if self.api_rate is None or request.endpoint in UNLIMITED:
+        if self.api_rate is None or not policy.throttled:
             return
         if is_admin():
             return  # the operator's key bootstraps deployments; it is not a client's
@@ -174,7 +151,7 @@ def _digest(text):
 
 
 def init_app(app, settings):
-    """Check every request against its rate before any other work (a database connection)."""
+    """The app's limits; the request hook calls ``check_request`` before any other work."""
     throttle = Throttle(settings)
     app.extensions["qrevents.throttle"] = throttle
-    app.before_request_funcs.setdefault(None, []).insert(0, throttle.check_request)
+    return throttle

@@ -15,7 +15,7 @@ from .money import CENT, CURRENCIES, MAX_AMOUNT, to_cents
 # America/La_Paz has kept UTC-4, without daylight saving, since 1932.
 LA_PAZ = timezone(timedelta(hours=-4), "America/La_Paz")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
-_TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?\Z")
+_TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?\Z")
 # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
 _DIGITS = re.compile(r"[0-9]+\Z")
 # The bank's bare dates: yyyyMMdd (its listings) and yyyy-MM-dd (its documented date format).
@@ -234,50 +234,6 @@ class Fields:
             raise ValidationFailed(fields=self.errors)
 
 
-_BASE_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?")
-_AES_KEY = re.compile(r"[\x21-\x7e]{32}")
-_ACCOUNT_NUMBER = re.compile(r"[0-9A-Za-z\-]{1,30}")
-_BRANCH_CODE = re.compile(r"[0-9A-Za-z]{1,5}")
-
-
-def bank_link(body):
-    """An account's bank link from ``{adapter, baseUrl, userName, password, aesKey,
-    accountNumber, branchCode?}``; every bad field named, no value echoed (they are secret)."""
-    from .banks import BankLink
-    from .services.bank_links import ADAPTERS
-
-    fields = Fields(body)
-    adapter = fields.choice("adapter", ADAPTERS)
-    base_url = fields.pattern(
-        "baseUrl", _BASE_URL, "debe ser la URL http(s) del ApiGateway del banco"
-    )
-    if base_url is not None and len(base_url) > 300:
-        fields.fail("baseUrl", "debe tener como máximo 300 caracteres")
-    user_name = fields.string("userName", max_length=120)
-    password = fields.string("password", max_length=256)
-    aes_key = fields.pattern(
-        "aesKey", _AES_KEY, "debe ser la clave de 32 caracteres que entregó el banco"
-    )
-    account_number = fields.pattern(
-        "accountNumber", _ACCOUNT_NUMBER, "debe tener de 1 a 30 letras, dígitos o -"
-    )
-    branch_code = fields.pattern(
-        "branchCode", _BRANCH_CODE, "debe tener de 1 a 5 letras o dígitos", required=False
-    )
-    fields.check()
-    if not base_url.endswith("/"):
-        base_url += "/"  # the bank's paths are relative to the ApiGateway base
-    return BankLink(
-        adapter=adapter,
-        base_url=base_url,
-        user_name=user_name.strip(),
-        password=password,
-        aes_key=aes_key,
-        account_number=account_number,
-        branch_code=branch_code,
-    )
-
-
 def _encodable(text):
     try:
         text.encode("utf-8")
@@ -334,3 +290,160 @@ def page_args(default_limit=50, max_limit=200):
     if errors:
         raise ValidationFailed(fields=errors)
     return limit, cursor
+
+
+class Field:
+    """One field of a request body, declared once: how ``Fields`` reads it (``read(fields)``)
+    and the JSON Schema of the properties it reads (``bank_moment`` reads two)."""
+
+    def __init__(self, name, read, properties, required):
+        self.name = name
+        self.read = read
+        self.properties = properties
+        self.required = required
+
+
+class Body:
+    """A request body declared once (``qrevents.bodies``): the routes read it, the OpenAPI
+    description shows its schema."""
+
+    def __init__(self, *fields, **schema):
+        self.fields = fields
+        self.readers = tuple((field.name, field.read) for field in fields)
+        self.extra = schema  # more of the object's schema (``additionalProperties``)
+
+    def read(self, body):
+        """The values by field name; ``ValidationFailed`` naming every bad field."""
+        fields = Fields(body)
+        values = {name: read(fields) for name, read in self.readers}
+        if fields.errors:
+            raise ValidationFailed(fields=fields.errors)
+        return values
+
+    def schema(self):
+        properties, required = {}, []
+        for field in self.fields:
+            properties.update(field.properties)
+            required += field.required
+        return {"type": "object", "properties": properties, "required": required, **self.extra}
+
+
+def json_pattern(regex):
+    """A JSON Schema ``pattern`` (anchored both ends) of a regex used with ``match``/``\\Z``."""
+    source = regex.pattern.removesuffix(r"\Z")
+    return f"^{source}$"
+
+
+SAFE_ID_PATTERN = json_pattern(SAFE_ID)
+AMOUNT_DOC = "Positive, at most two decimals; send it as a JSON number, never a string"
+
+
+def _field(name, read, schema, required, doc):
+    if not required and schema["type"] in ("string", "integer", "boolean"):
+        schema = {**schema, "type": [schema["type"], "null"]}
+    return Field(name, read, {name: {**schema, **doc}}, [name] if required else [])
+
+
+def text(name, *, max_length, min_length=None, required=True, default=None, **doc):
+    """A one-line text; ``min_length`` counts characters (a password's)."""
+
+    def read(fields):
+        value = fields.string(name, max_length=max_length, required=required, default=default)
+        if min_length is not None and value is not None and len(value) < min_length:
+            fields.fail(name, f"debe tener al menos {min_length} caracteres")
+            return None
+        return value
+
+    schema = {"type": "string", "minLength": min_length or 1} if required else {"type": "string"}
+    return _field(name, read, {**schema, "maxLength": max_length}, required, doc)
+
+
+def safe_id(name, *, max_length=64, required=True, **doc):
+    def read(fields):
+        return fields.safe_id(name, max_length=max_length, required=required)
+
+    schema = {"type": "string", "pattern": SAFE_ID_PATTERN, "maxLength": max_length}
+    return _field(name, read, schema, required, doc)
+
+
+def email(name, **doc):
+    schema = {"type": "string", "maxLength": 254, "pattern": json_pattern(_EMAIL)}
+    return _field(name, lambda fields: fields.email(name), schema, True, doc)
+
+
+def integer(name, *, required=True, **doc):
+    def read(fields):
+        return fields.integer(name, required=required)
+
+    return _field(name, read, {"type": "integer", "minimum": 1}, required, doc)
+
+
+def boolean(name, *, default, **doc):
+    def read(fields):
+        return fields.boolean(name, default=default)
+
+    return _field(name, read, {"type": "boolean", "default": default}, False, doc)
+
+
+def amount(name, **doc):
+    """Centavos (see ``Fields.amount``)."""
+    schema = {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": float(MAX_AMOUNT),
+        "description": AMOUNT_DOC,
+    }
+    return _field(name, lambda fields: fields.amount(name), schema, True, doc)
+
+
+def currency(name, **doc):
+    schema = {"type": "string", "enum": list(CURRENCIES)}
+    return _field(name, lambda fields: fields.currency(name), schema, True, doc)
+
+
+def choice(name, choices, **doc):
+    schema = {"type": "string", "enum": list(choices)}
+    return _field(name, lambda fields: fields.choice(name, choices), schema, True, doc)
+
+
+def moment(name, *, required, **doc):
+    def read(fields):
+        return fields.moment(name, required=required)
+
+    return _field(name, read, {"type": "string"}, required, doc)
+
+
+def bank_moment(date_name, time_name, *, date_doc, time_doc):
+    """``(naive UTC, "HH:MM:SS")`` from the bank's two fields (``Fields.bank_moment``)."""
+    properties = {
+        date_name: {"type": "string", "description": date_doc},
+        time_name: {
+            "type": ["string", "null"],
+            "pattern": json_pattern(_TIME_OF_DAY),
+            "description": time_doc,
+        },
+    }
+
+    def read(fields):
+        return fields.bank_moment(date_name, time_name)
+
+    return Field(date_name, read, properties, [date_name])
+
+
+def pattern(name, regex, message, *, required=True, max_length=None, shown=True, **doc):
+    """A string matching ``regex`` whole once stripped; ``shown``: whether the schema shows
+    the pattern (not for one a person types with blanks around it, which are stripped)."""
+
+    def read(fields):
+        value = fields.pattern(name, regex, message, required=required)
+        if max_length is not None and value is not None and len(value) > max_length:
+            fields.fail(name, f"debe tener como máximo {max_length} caracteres")
+            return None
+        return value
+
+    schema = {"type": "string"}
+    if shown:
+        schema["pattern"] = json_pattern(regex)
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return _field(name, read, schema, required, doc)

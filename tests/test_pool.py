@@ -148,7 +148,7 @@ def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscript
     it is a stream that ends at once (``replay_failed``, which an EventSource retries), and
     the stream it would have been holds no subscription."""
     from models import Event
-    from qrevents.routes import events
+    from qrevents import stream_open
     from qrevents.services.accounts import create_account, create_api_key
     from tests.conftest import create_test_qr
 
@@ -161,7 +161,7 @@ def test_a_stream_whose_replay_cannot_be_read_is_refused_and_leaves_no_subscript
     def unreadable(*args):
         raise MaxConnectionsExceeded("every connection busy")
 
-    monkeypatch.setattr(events, "replay_batch", unreadable)
+    monkeypatch.setattr(stream_open, "replay_batch", unreadable)
     answers = []
 
     def resume():  # another thread: this one holds the fixture's connection

@@ -15,6 +15,9 @@ from . import (
     qr_image,
     webhooks,
 )
+from .converters import CONVERTERS
+
+__all__ = ["BLUEPRINTS", "CONVERTERS"]
 
 BLUEPRINTS = (
     auth.bp,

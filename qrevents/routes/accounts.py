@@ -2,12 +2,13 @@
 
 from flask import Blueprint
 
+from .. import bodies
 from ..auth import authenticate, require_user_jwt
 from ..envelope import success
 from ..resources import account_json, api_key_json, movement_json, page_json
 from ..services import accounts
 from ..services.ledger import list_movements
-from ..validation import MAX_ID, Fields, json_object, page_args
+from ..validation import MAX_ID, json_object, page_args
 
 bp = Blueprint("accounts", __name__)
 
@@ -30,12 +31,9 @@ def movements():
 def create_api_key():
     identity = authenticate()
     require_user_jwt(identity)
-    fields = Fields(json_object())
-    name = fields.string("name", max_length=120)
-    expires_at = fields.moment("expiresAt", required=False)
-    fields.check()
+    body = bodies.API_KEY.read(json_object())
     key, plaintext = accounts.create_api_key(
-        identity.account_id, name, user_id=identity.user_id, expires_at=expires_at
+        identity.account_id, body["name"], user_id=identity.user_id, expires_at=body["expiresAt"]
     )
     return success(
         "API key creada; guárdela, no se mostrará otra vez", api_key_json(key, plaintext), 201

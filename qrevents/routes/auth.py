@@ -4,12 +4,14 @@
 from flask import Blueprint, current_app, request
 from flask_jwt_extended import create_access_token
 
+from .. import bodies
 from ..clock import utcnow
 from ..envelope import failure, success
 from ..errors import Unauthorized
+from ..policy import no_credential
 from ..services.accounts import login
 from ..services.sessions import end_session, rotate_session, start_session
-from ..validation import Fields, json_object
+from ..validation import json_object
 
 bp = Blueprint("auth", __name__)
 
@@ -19,11 +21,10 @@ REFRESH_COOKIE = "qrevents_refresh"
 
 
 @bp.post("/auth/login")
+@no_credential  # limited by failed attempts instead, per email and per address
 def log_in():
-    fields = Fields(json_object())
-    email = fields.string("email", max_length=254)
-    password = fields.string("password", max_length=256)
-    fields.check()
+    body = bodies.LOGIN.read(json_object())
+    email, password = body["email"], body["password"]
     throttle = current_app.extensions["qrevents.throttle"]
     throttle.check_login(email)
     try:

@@ -15,18 +15,18 @@ from flask import Blueprint, current_app, request
 
 from models import Payment, connection, database
 
-from .. import bank_signature, metrics
+from .. import bank_signature, bodies, metrics
 from ..envelope import failure, success
 from ..errors import ApiError, Conflict, Unauthorized
 from ..notices import payment_notice
+from ..policy import no_credential
 from ..resources import payment_json, qr_json
 from ..services import bank_sync, payments, qrs
 from ..services.banking import bank_answers
-from ..validation import Fields, json_object, request_body
+from ..validation import json_object, request_body
 
 bp = Blueprint("bank", __name__)
 
-BANK_STATUSES = ("used", "completed", "expired", "cancelled")
 NOT_CONFIRMED = "payment_not_confirmed"
 
 
@@ -58,6 +58,7 @@ def require_bank():
 @bp.post("/bank/payments")
 @bp.post("/hooks/baneco/notifyPayment")
 @bp.post("/api/qrsimple/notifyPaymentQR")
+@no_credential  # a bank retries and must never be turned away
 def notify_payment():
     if not carries_credential():
         return confirm_with_bank()
@@ -70,10 +71,8 @@ def notify_payment():
 def confirm_with_bank():
     """An unsigned notification: a trigger to ask the bank, never a credit by itself."""
     current_app.extensions["qrevents.throttle"].check_bank_trigger()
-    fields = Fields(_payment_object(json_object()))
-    qr_id = fields.safe_id("qrId")
-    transaction_id = fields.safe_id("transactionId")
-    fields.check()
+    body = bodies.PAYMENT_TRIGGER.read(_payment_object(json_object()))
+    qr_id, transaction_id = body["qrId"], body["transactionId"]
     # The bank may take seconds: give the request's connection back before asking it (the
     # steps around the bank call open their own short ones).
     database.close()
@@ -106,12 +105,10 @@ def _recorded(payment, duplicate):
 
 
 @bp.post("/bank/qr-status")
+@no_credential
 def sync_qr_status():
     require_bank()
-    fields = Fields(json_object())
-    qr_id = fields.safe_id("qrId")
-    status = fields.choice("status", BANK_STATUSES)
-    fields.check()
-    qr, changed = qrs.sync_status(qr_id, status)
+    body = bodies.QR_STATUS.read(json_object())
+    qr, changed = qrs.sync_status(body["qrId"], body["status"])
     message = "Estado del QR actualizado" if changed else "El QR ya tenía ese estado"
     return success(message, qr_json(qr), changed=changed, responseCode=0)

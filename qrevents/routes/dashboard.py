@@ -5,6 +5,8 @@ import os
 
 from flask import Blueprint, current_app, send_from_directory
 
+from ..policy import no_credential, no_database
+
 bp = Blueprint("dashboard", __name__)
 
 # The page holds a credential in sessionStorage: allow scripts from this origin only, and
@@ -20,6 +22,8 @@ PAGE_HEADERS = {
 
 
 @bp.get("/dashboard")
+@no_database
+@no_credential
 def page():
     folder = os.path.join(current_app.static_folder, "dashboard")
     response = send_from_directory(folder, "index.html", max_age=0)

@@ -1,38 +1,16 @@
 """The event stream, its stats, and stream tickets (also under ``/api``,
 where existing clients look for them)."""
 
-import logging
-import socket
-
-import peewee
 from flask import Blueprint, current_app, g, request
-from playhouse.pool import MaxConnectionsExceeded
-
-from models import database
 
 from ..auth import STREAM_COOKIE_NAME, authenticate, is_admin, issue_stream_cookie, issue_ticket
 from ..clock import iso, utcnow
 from ..envelope import success
-from ..services.eventlog import resume_point
-from ..stream import EventStream, chunked_connection, refused_stream, replay_batch
-
-log = logging.getLogger(__name__)
+from ..policy import own_connection, unthrottled, when_database_away
+from ..stream import refused_stream
+from ..stream_open import StreamRefused, open_stream
 
 bp = Blueprint("events", __name__)
-
-# Routes that manage their own database connection, or need none (see qrevents/__init__.py).
-OWN_CONNECTION = {
-    "events.stream",
-    "health.health",
-    "dashboard.page",
-    "static",
-    "metrics.metrics",
-    "openapi.openapi",
-}
-
-# Routes that work without the database (served even while it is away).
-NO_DATABASE = {"dashboard.page", "static", "metrics.metrics", "openapi.openapi"}
-STREAM_ENDPOINT = "events.stream"
 
 # Where a stream cookie is sent (one cookie per path: a browser sends it nowhere else).
 STREAM_PATHS = ("/events/stream", "/api/events/stream")
@@ -45,70 +23,27 @@ SSE_HEADERS = {
 
 @bp.get(STREAM_PATHS[0])
 @bp.get(STREAM_PATHS[1])
+@own_connection
+@unthrottled  # an account's streams have their own cap
+@when_database_away(lambda: refused_stream_response("overloaded", g.get("request_id")))
 def stream():
-    """Authenticate, find the resume point, subscribe and read the first replay batch, all
-    under one database connection and before the first byte.
-
-    Only a credential failure is an HTTP error (401). A passing condition (draining, no
-    database connection in time, the account's stream limit, a first replay batch that
-    cannot be read) is a 200 stream that says why and ends at once: a browser's EventSource
-    reconnects after that, and gives up for good on an error status.
-    """
+    """An event stream: the handshake is ``open_stream``; a refused one is a 200 stream that
+    says why and ends at once."""
     settings = current_app.config["QREVENTS"]
-    delivery = current_app.extensions["qrevents"]
-    request_id = g.get("request_id")
-    if delivery.hub.closed:
-        return refused_stream_response("server_shutdown", request_id)
-    last_event_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
     try:
-        with database.connection_context():
-            identity = authenticate(for_stream=True)
-            resume = resume_point(
-                identity.account_id, last_event_id, settings["EVENT_RETENTION_DAYS"]
-            )
-            open_streams = delivery.broker.stream_counts().get(identity.account_id, 0)
-            if open_streams >= settings["MAX_STREAMS_PER_ACCOUNT"]:
-                return refused_stream_response("too_many_streams", request_id)
-            sub = delivery.hub.subscribe(identity.account_id, identity.api_key_id)
-            if delivery.hub.closed:  # shut down while this handshake waited on the database
-                delivery.hub.unsubscribe(sub)
-                return refused_stream_response("server_shutdown", request_id)
-            try:
-                replay_head = (
-                    None
-                    if resume.seq is None
-                    else replay_batch(identity.account_id, resume.seq, sub.start_seq)
-                )
-            except (peewee.PeeweeException, MaxConnectionsExceeded) as exc:
-                delivery.hub.unsubscribe(sub)
-                log.warning("replay of account %s failed: %s", identity.account_id, exc)
-                return refused_stream_response("replay_failed", request_id)
-            except BaseException:
-                delivery.hub.unsubscribe(sub)
-                raise
-    except (MaxConnectionsExceeded, peewee.OperationalError, peewee.InterfaceError) as exc:
-        log.warning("no database connection for a stream in time: %s", exc)
-        return refused_stream_response("overloaded", request_id)
-    connection = chunked_connection(request.environ)
-    if connection is not None and settings["STREAM_SEND_BUFFER"]:
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings["STREAM_SEND_BUFFER"])
-    body = EventStream(
-        delivery.hub,
-        sub,
-        identity,
-        resume_seq=resume.seq,
-        replay_head=replay_head,
-        resync=None if resume.resync is None else (last_event_id, resume.resync),
-        retry_ms=settings["RETRY_MS"],
-        heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
-        request_id=request_id,
-        connection=connection,
-    )
+        body = open_stream(
+            lambda: authenticate(for_stream=True),
+            request.headers.get("Last-Event-ID") or request.args.get("lastEventId"),
+            request.environ,
+            delivery=current_app.extensions["qrevents"],
+            settings=settings,
+            request_id=g.get("request_id"),
+        )
+    except StreamRefused as refusal:
+        return refused_stream_response(refusal.reason, g.get("request_id"))
+    headers = {**SSE_HEADERS, **_cors_headers(settings)}
     return current_app.response_class(
-        body,
-        mimetype="text/event-stream",
-        headers={**SSE_HEADERS, **_cors_headers(settings)},
-        direct_passthrough=True,
+        body, mimetype="text/event-stream", headers=headers, direct_passthrough=True
     )
 
 

@@ -7,11 +7,14 @@ from models import database
 
 from .. import __version__
 from ..envelope import failure, success
+from ..policy import no_credential, own_connection
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/health")
+@own_connection
+@no_credential
 def health():
     delivery = current_app.extensions["qrevents"]
     checks = {"database": _database_ok(), "broker": delivery.broker.healthy()}

@@ -4,11 +4,14 @@ from flask import Blueprint, current_app
 
 from ..auth import require_admin
 from ..metrics import exposition
+from ..policy import no_database, unthrottled
 
 bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
+@no_database
+@unthrottled
 def metrics():
     require_admin()
     body, content_type = exposition()

@@ -15,7 +15,6 @@ from ..auth import authenticate
 from ..clock import iso, utcnow
 from ..envelope import success
 from ..errors import ValidationFailed
-from ..events import SAFE_ID
 from ..money import CURRENCIES, MAX_AMOUNT, from_cents, to_cents
 from ..resources import page_json, payment_json
 from ..services import payment_reports, payments
@@ -103,11 +102,9 @@ def payments_summary():
     return success("Resumen de pagos", data)
 
 
-@bp.post("/payments/<transaction_id>/release")
+@bp.post('/payments/<safe_id("transactionId"):transaction_id>/release')
 def release(transaction_id):
     identity = authenticate()
-    if not SAFE_ID.match(transaction_id):
-        raise ValidationFailed(fields={"transactionId": "no es un id de transacción"})
     payment = payments.release_payment(identity.account_id, transaction_id)
     return success("Pago liberado", payment_json(payment))
 

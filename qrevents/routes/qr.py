@@ -1,40 +1,39 @@
 """QRs of the caller's account: create (at the bank), list, read, cancel (at the bank first).
 
 Creating and cancelling wait for the bank: those two views scope their own short database
-connections (``BANK_BOUND``, kept out of the per-request connection) so that none is held
+connections (``@bank_bound``, kept out of the per-request connection) so that none is held
 while the bank answers (``services.issuing``).
 """
 
 from flask import Blueprint, request
 
+from .. import bodies
 from ..auth import authenticate
 from ..envelope import success
 from ..errors import ValidationFailed
-from ..events import SAFE_ID
+from ..policy import bank_bound
 from ..reconnect import in_connection
 from ..resources import page_json, qr_json
 from ..services import issuing, qrs
-from ..validation import Fields, json_object, page_args
+from ..validation import json_object, page_args
 
 bp = Blueprint("qr", __name__)
 
-BANK_BOUND = {"qr.create_qr", "qr.cancel_qr"}
-
 
 @bp.post("/qr")
+@bank_bound
 def create_qr():
     identity = in_connection(authenticate)
-    fields = Fields(json_object())
+    body = bodies.QR.read(json_object())
     req = qrs.QrRequest(
-        amount_cents=fields.amount("amount"),
-        currency=fields.currency("currency"),
-        description=fields.string("description", max_length=140),
-        due_date=fields.moment("dueDate", required=False),
-        single_use=fields.boolean("singleUse", default=True),
-        modify_amount=fields.boolean("modifyAmount", default=False),
-        transaction_id=fields.safe_id("transactionId", max_length=30, required=False),
+        amount_cents=body["amount"],
+        currency=body["currency"],
+        description=body["description"],
+        due_date=body["dueDate"],
+        single_use=body["singleUse"],
+        modify_amount=body["modifyAmount"],
+        transaction_id=body["transactionId"],
     )
-    fields.check()
     qr, created = issuing.create_qr(identity.account_id, req)
     if created:
         return success("QR creado", qr_json(qr), 201)
@@ -52,20 +51,14 @@ def list_qrs():
     return success("QRs obtenidos", page_json(rows, qr_json, limit, lambda qr: qr.id))
 
 
-@bp.get("/qr/<qr_id>")
+@bp.get('/qr/<safe_id("qrId"):qr_id>')
 def get_qr(qr_id):
     identity = authenticate()
-    return success("QR obtenido", qr_json(qrs.get_qr(identity.account_id, _checked(qr_id))))
+    return success("QR obtenido", qr_json(qrs.get_qr(identity.account_id, qr_id)))
 
 
-@bp.post("/qr/<qr_id>/cancel")
+@bp.post('/qr/<safe_id("qrId"):qr_id>/cancel')
+@bank_bound
 def cancel_qr(qr_id):
-    qr_id = _checked(qr_id)
     identity = in_connection(authenticate)
     return success("QR cancelado", qr_json(issuing.cancel_qr(identity.account_id, qr_id)))
-
-
-def _checked(qr_id):
-    if not SAFE_ID.match(qr_id):
-        raise ValidationFailed(fields={"qrId": "no es un id de QR"})
-    return qr_id

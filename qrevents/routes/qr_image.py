@@ -3,8 +3,7 @@
 from flask import Blueprint, current_app
 
 from ..auth import authenticate
-from ..errors import NotFound, ValidationFailed
-from ..events import SAFE_ID
+from ..errors import NotFound
 from ..services import qrs
 
 bp = Blueprint("qr_image", __name__)
@@ -16,11 +15,9 @@ IMAGE_HEADERS = {
 }
 
 
-@bp.get("/qr/<qr_id>/image.png")
+@bp.get('/qr/<safe_id("qrId"):qr_id>/image.png')
 def qr_image(qr_id):
     identity = authenticate()
-    if not SAFE_ID.match(qr_id):
-        raise ValidationFailed(fields={"qrId": "no es un id de QR"})
     qr = qrs.get_qr(identity.account_id, qr_id)
     if not qr.image_png:
         raise NotFound("El banco no entregó una imagen para este QR")

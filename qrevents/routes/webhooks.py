@@ -2,6 +2,7 @@
 
 from flask import Blueprint, current_app, request
 
+from .. import bodies
 from ..auth import authenticate, require_user_jwt
 from ..envelope import success
 from ..errors import ValidationFailed
@@ -126,8 +127,6 @@ def list_deliveries(endpoint_id):
 @bp.post(ENDPOINT + "/replay")
 def replay(endpoint_id):
     account_id = _user_account()
-    fields = Fields(json_object())
-    event_id = fields.string("fromEventId", max_length=128)
-    fields.check()
+    event_id = bodies.REPLAY.read(json_object())["fromEventId"]
     endpoint = webhooks.replay_from(account_id, endpoint_id, event_id)
     return success("Reenvío programado desde el evento indicado", webhook_json(endpoint))
