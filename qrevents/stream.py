@@ -107,7 +107,7 @@ class Subscription:
         self.wakeup = Signal()
         self.closing = None
         self.since = None  # when the oldest pending event arrived (monotonic)
-        self.socket = None  # a raw non-blocking socket the hub writes chunks to
+        self.socket = None  # a raw non-blocking socket that push writes chunks to
         self.unsent = b""  # the tail of a chunk the kernel did not take
 
     def push(self, event):
