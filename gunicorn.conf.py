@@ -146,6 +146,9 @@ def post_worker_init(worker):
     import gc
 
     import gevent
+    from gevent import monkey
+
+    from models.db import checkpoint_in_background, database
 
     # Ten thousand parked streams are a million long-lived objects, and with the default
     # thresholds (700, 10, 10) each full collection walks them all: 11-15 pauses of up to
@@ -153,6 +156,12 @@ def post_worker_init(worker):
     # 2,000 and full collections a tenth as often: longest pause 15 ms, 0.3 s in all, and
     # CPU per new stream 0.55 -> 0.46 ms at 10,000 streams (same runs, gc.callbacks timed).
     gc.set_threshold(2_000, 10, 100)
+    # SQLite's checkpoints (the log copied back and the disk waited for) off the event loop.
+    checkpoint_in_background(
+        database.obj,
+        monkey.get_original("_thread", "start_new_thread"),
+        monkey.get_original("time", "sleep"),
+    )
     delivery = worker.wsgi.extensions["qrevents"]
     delivery.start()
     scheduler = worker.wsgi.extensions["qrevents.scheduler"]

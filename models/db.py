@@ -5,6 +5,8 @@ Every model binds to ``database``; ``bind_database`` picks SQLite or PostgreSQL 
 connection scope is a bug (it would leak a connection from a stream greenlet).
 """
 
+import logging
+import sqlite3
 import threading
 from collections import deque
 from contextlib import contextmanager
@@ -24,7 +26,13 @@ SQLITE_PRAGMAS = {
     "foreign_keys": 1,
     "synchronous": "normal",
     "busy_timeout": 2000,
+    # A checkpoint copies the log back into the database file and waits for the disk twice
+    # (fsync), in the connection whose commit crossed this many pages; the worker waited
+    # with it. Workers checkpoint from a thread instead (``checkpoint_in_background``): this
+    # only bounds the log (40 MB) should that thread fall behind.
+    "wal_autocheckpoint": 10_000,
 }
+CHECKPOINT_SECONDS = 0.5
 
 
 class _FifoGate:
@@ -193,6 +201,34 @@ def connection():
         return
     with database.connection_context():
         yield
+
+
+def checkpoint_in_background(db, start_thread, sleep):
+    """Checkpoint ``db``'s SQLite log from a thread of the OS (``start_thread(function,
+    args)`` and ``sleep``: the unpatched ones under gevent) every ``CHECKPOINT_SECONDS``, so
+    that no request's commit waits for the disk. False (nothing started) for PostgreSQL or
+    an in-memory database.
+
+    A PASSIVE checkpoint never blocks a writer or a reader; SQLite releases the GIL while it
+    runs. The log restarts at the first write after a checkpoint that caught up.
+    """
+    if not isinstance(db, peewee.SqliteDatabase) or db.database in ("", ":memory:"):
+        return False
+
+    def run():
+        conn = sqlite3.connect(db.database, isolation_level=None, check_same_thread=False)
+        try:
+            while True:
+                sleep(CHECKPOINT_SECONDS)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the commits' own checkpoint is the backstop
+                    logging.getLogger(__name__).warning("WAL checkpoint failed: %s", exc)
+        finally:
+            conn.close()
+
+    start_thread(run, ())
+    return True
 
 
 def supports_row_locks():

@@ -4,6 +4,7 @@ Under a burst the longest waiter must get the next connection: a request arrivin
 not take it first (with peewee's own pool it does, and the unlucky waiter times out: a 500).
 """
 
+import _thread
 import json
 import threading
 import time
@@ -11,7 +12,7 @@ import time
 import pytest
 from playhouse.pool import MaxConnectionsExceeded
 
-from models.db import _FifoGate, open_database
+from models.db import _FifoGate, checkpoint_in_background, open_database
 
 
 def wait_until(condition, timeout=5.0):
@@ -264,3 +265,31 @@ def test_a_later_replay_batch_that_cannot_be_read_ends_the_stream_where_the_clie
     assert retry.startswith(b"retry: ") and 1000 <= int(retry[7:]) <= 3000
     assert last.startswith(b"event: stream_closed\n") and b'"reason":"replay_failed"' in last
     assert app.extensions["qrevents"].hub.count(account.id) == 0
+
+
+def test_the_sqlite_log_is_copied_back_by_the_checkpoint_thread_not_by_commits(tmp_path):
+    path = tmp_path / "log.db"
+    db = open_database(f"sqlite:///{path}")
+    with db.connection_context():
+        db.execute_sql("CREATE TABLE t (body TEXT)")
+        for _ in range(100):
+            db.execute_sql("INSERT INTO t VALUES (?)", ("x" * 1000,))
+    written = path.stat().st_size
+    assert written < 50_000  # the commits left their pages in the log
+
+    naps = []
+
+    def sleep(seconds):
+        naps.append(seconds)
+        if len(naps) > 1:
+            raise SystemExit  # ends the thread (quietly) after one checkpoint
+
+    assert checkpoint_in_background(db, _thread.start_new_thread, sleep)
+    wait_until(lambda: path.stat().st_size > 100_000)
+
+
+def test_no_checkpoint_thread_for_a_database_in_memory():
+    started = []
+    db = open_database("sqlite://")
+    assert not checkpoint_in_background(db, lambda *call: started.append(call), time.sleep)
+    assert started == []
