@@ -29,8 +29,8 @@ def _url(fields, *, required):
         try:
             webhooks.check_url(
                 url,
-                allow_private=settings["WEBHOOK_ALLOW_PRIVATE"],
-                production=settings["ENV"] == "production",
+                allow_private=settings.webhook_allow_private,
+                production=settings.env == "production",
             )
         except ValidationFailed as refused:
             fields.fail("url", refused.fields["url"])
