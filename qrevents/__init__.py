@@ -23,7 +23,7 @@ from models import bind_database, database
 from models.peewee_internals import CONNECTION_LOCAL
 
 from . import logs, throttle
-from .config import load_config
+from .config import Settings, load_config
 from .delivery import Delivery
 from .errors import Unavailable, register_error_handlers
 from .exact_json import dumps
@@ -55,18 +55,20 @@ def create_app(test_config=None):
     )
     app = Flask(__name__, instance_path=os.path.abspath(instance_path))
     os.makedirs(app.instance_path, exist_ok=True)
-    settings = load_config(os.environ, app.instance_path)
-    settings.update(test_config or {})
+    # test_config: overrides by the variables' names without the prefix, checked as such.
+    settings = Settings.from_mapping(
+        {**load_config(os.environ, app.instance_path), **(test_config or {})}
+    )
     app.config.update(
         QREVENTS=settings,
-        JWT_SECRET_KEY=settings["JWT_SECRET_KEY"],
-        JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings["JWT_EXPIRES_SECONDS"]),
+        JWT_SECRET_KEY=settings.jwt_secret_key,
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings.jwt_expires_seconds),
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.json = ExactJSONProvider(app)
-    if settings["PROXY_HOPS"]:
+    if settings.proxy_hops:
         # The client's address (limits, logs) as the trusted proxies saw it.
-        hops = settings["PROXY_HOPS"]
+        hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     JWTManager(app)
 
@@ -75,14 +77,14 @@ def create_app(test_config=None):
     if serving_under_gevent:
         _require_greenlet_local_connections()
         _make_psycopg2_cooperative()
-    bind_database(settings["DATABASE_URL"])
+    bind_database(settings.database_url)
     schema = SchemaGate(app.logger)
     schema.open()
     app.extensions["qrevents.schema"] = schema
 
-    app.extensions["qrevents.secret_box"] = SecretBox(settings["SECRET_KEY"])
+    app.extensions["qrevents.secret_box"] = SecretBox(settings.secret_key)
     app.extensions["qrevents.webhook_secret_box"] = SecretBox(
-        settings["SECRET_KEY"], purpose=WEBHOOK_PURPOSE
+        settings.secret_key, purpose=WEBHOOK_PURPOSE
     )
     delivery = Delivery(app, settings)
     app.extensions["qrevents"] = delivery

@@ -121,7 +121,7 @@ def _identify(for_stream):
     if credential.startswith(API_KEY_PREFIX):
         return _api_key_identity(credential, source)
     if credential.count(".") == 2:
-        host_jwt = current_app.config["QREVENTS"]["HOST_JWT"]
+        host_jwt = current_app.config["QREVENTS"].host_jwt
         if host_jwt is not None and _issuer_of(credential) == host_jwt["issuer"]:
             identity = host_token_identity(credential, source, host_jwt)
             _forbid_host_writes()
@@ -216,7 +216,7 @@ def is_admin():
     """Whether the request carries the deployment's admin key, in ``Authorization: Bearer``
     and nowhere else (the documented rule): not in ``X-API-Key``, not in a URL."""
     bearer = _bearer_token()
-    admin_key = current_app.config["QREVENTS"]["ADMIN_API_KEY"]
+    admin_key = current_app.config["QREVENTS"].admin_api_key
     return bearer is not None and hmac.compare_digest(bearer.encode(), admin_key.encode())
 
 

@@ -5,6 +5,7 @@ field's limits are written in one place."""
 import re
 
 from .banks import BankLink
+from .events import DURABLE_TYPES
 from .services.bank_links import ADAPTERS
 from .validation import (
     Body,
@@ -12,8 +13,10 @@ from .validation import (
     bank_moment,
     boolean,
     choice,
+    choice_list,
     currency,
     email,
+    flag,
     integer,
     moment,
     pattern,
@@ -81,6 +84,28 @@ PAYMENT_TRIGGER = Body(safe_id("qrId"), safe_id("transactionId"))
 
 BANK_STATUSES = ("used", "completed", "expired", "cancelled")
 QR_STATUS = Body(safe_id("qrId"), choice("status", BANK_STATUSES))
+
+WEBHOOK_URL = text(
+    "url",
+    max_length=2048,
+    description="http(s) URL without user info; https only in production. Refused (422) "
+    "when its host resolves to a loopback, private, link-local, multicast, reserved or "
+    "metadata address, unless QREVENTS_WEBHOOK_ALLOW_PRIVATE is set",
+)
+WEBHOOK_EVENTS = choice_list(
+    "events",
+    DURABLE_TYPES,
+    description="Event types to receive; absent or null: every durable type",
+)
+WEBHOOK_DESCRIPTION = text("description", max_length=200, required=False)
+WEBHOOK = Body(WEBHOOK_URL, WEBHOOK_EVENTS, WEBHOOK_DESCRIPTION)
+WEBHOOK_CHANGE = Body(
+    WEBHOOK_URL,
+    WEBHOOK_EVENTS,
+    WEBHOOK_DESCRIPTION,
+    flag("enabled", description="true again: retries at once, reason cleared"),
+    changes=True,
+)
 
 REPLAY = Body(text("fromEventId", max_length=128, description="A durable event's id"))
 

@@ -162,7 +162,7 @@ def _one_line(error):
 def bank_reconcile(day):
     """Record the payments the notifications missed and sync QR statuses, once, now."""
     settings = current_app.config["QREVENTS"]
-    done = bank_sync.reconcile(day=day.date() if day else None, batch=settings["BANK_SYNC_BATCH"])
+    done = bank_sync.reconcile(day=day.date() if day else None, batch=settings.bank_sync_batch)
     for account_id, recovered in done.items():
         click.echo(f"account {account_id}: {len(recovered)} payment(s) recovered")
     click.echo(f"reconciled {len(done)} linked account(s)")
@@ -204,7 +204,7 @@ def link_demo_account(account_id, bank_url, server_url):
         json={
             **creds,
             "notifyUrl": server_url + "/api/qrsimple/notifyPaymentQR",
-            "notifyBearer": settings["BANK_WEBHOOK_SECRET"],
+            "notifyBearer": settings.bank_webhook_secret,
         },
         timeout=5,
     )
@@ -226,8 +226,8 @@ def demo(serve, bank_url):
     and stop both on Ctrl-C.
     """
     settings = current_app.config["QREVENTS"]
-    base = "http://" + settings["BIND"]
-    bank_url = (bank_url or simulator_url(settings["BIND"])).rstrip("/")
+    base = "http://" + settings.bind
+    bank_url = (bank_url or simulator_url(settings.bind)).rstrip("/")
     simulator = _start_simulator(bank_url) if serve else None
     try:
         creds = _bootstrap_demo(bank_url, base)
@@ -357,7 +357,7 @@ def bank_pay(qr_id, amount, sender_name, bank_url):
             body["amount"] = Decimal(amount)
         except InvalidOperation:
             raise click.BadParameter("must be a number", param_hint="AMOUNT") from None
-    server_url = "http://" + current_app.config["QREVENTS"]["BIND"]
+    server_url = "http://" + current_app.config["QREVENTS"].bind
     try:
         requests.get(server_url + "/health", timeout=5)
     except requests.RequestException:
@@ -384,7 +384,7 @@ def bank_pay(qr_id, amount, sender_name, bank_url):
 
 def _simulator_of(qr_id):
     """The simulator the QR's account is linked to, else the one ``make run`` starts."""
-    fallback = simulator_url(current_app.config["QREVENTS"]["BIND"])
+    fallback = simulator_url(current_app.config["QREVENTS"].bind)
     try:
         with database.connection_context():
             link = (
@@ -417,7 +417,7 @@ def expire_qrs():
 def prune_events(days):
     """Delete events older than the retention, and expired stream tickets, once."""
     if days is None:
-        days = current_app.config["QREVENTS"]["EVENT_RETENTION_DAYS"]
+        days = current_app.config["QREVENTS"].event_retention_days
     with database.connection_context():
         events, tickets = prune(days)
     click.echo(f"pruned {events} events older than {days} days and {tickets} expired tickets")

@@ -2,85 +2,102 @@
 
 import os
 import secrets
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-DEFAULTS = {
-    "DATABASE_URL": None,  # None: a SQLite file in the instance folder
-    "REDIS_URL": None,  # None: the in-process hub
-    "REDIS_PREFIX": "qrevents:",  # keys and channels; deployments sharing a Redis differ
+
+@dataclass(frozen=True)
+class Settings:
+    """The deployment's settings, read once by the app factory from ``QREVENTS_<NAME>``
+    variables (``load_config``) and frozen: ``app.config["QREVENTS"]``."""
+
+    database_url: str | None = None  # None: a SQLite file in the instance folder
+    redis_url: str | None = None  # None: the in-process hub
+    redis_prefix: str = "qrevents:"  # keys and channels; deployments sharing a Redis differ
     # Messages a worker may hold for Redis while it is slow; beyond, new ones are dropped
     # (the other workers read those events from the log at their next reconciliation).
-    "REDIS_PUBLISH_QUEUE_SIZE": 1000,
-    "JWT_SECRET_KEY": None,
-    "ADMIN_API_KEY": None,
-    "BANK_WEBHOOK_SECRET": None,
+    redis_publish_queue_size: int = 1000
+    jwt_secret_key: str | None = None
+    admin_api_key: str | None = None
+    bank_webhook_secret: str | None = None
     # Encrypts the bank links' secrets at rest (passwords, AES keys, account numbers).
-    "SECRET_KEY": None,
-    "HEARTBEAT_SECONDS": 30.0,
-    "RETRY_MS": 5000,
-    "STREAM_QUEUE_SIZE": 1000,
+    secret_key: str | None = None
+    heartbeat_seconds: float = 30.0
+    retry_ms: int = 5000
+    stream_queue_size: int = 1000
     # Kernel send buffer of a stream's socket, bytes; 0 leaves it to the kernel's autotuning
     # (up to net.ipv4.tcp_wmem's max, 4 MiB here). A smaller one bounds kernel memory per
     # stream and lets a stalled reader reach STREAM_QUEUE_SIZE (slow_consumer) sooner.
-    "STREAM_SEND_BUFFER": 0,
+    stream_send_buffer: int = 0
     # A write to a stream that cannot complete within this long (its reader stopped reading)
     # ends the stream and frees its slot; what the reader missed it gets by resuming.
-    "STREAM_WRITE_TIMEOUT_SECONDS": 10.0,
-    "MAX_STREAMS_PER_ACCOUNT": 100,
-    "EVENT_RETENTION_DAYS": 7,
-    "JWT_EXPIRES_SECONDS": 3600,
+    stream_write_timeout_seconds: float = 10.0
+    max_streams_per_account: int = 100
+    event_retention_days: int = 7
+    jwt_expires_seconds: int = 3600
     # A password sign-in's refresh token (the dashboard's working day); rotated on each use.
-    "REFRESH_EXPIRES_SECONDS": 43200,
+    refresh_expires_seconds: int = 43200
     # The longest a stream cookie lives (a working day); never past its credential's expiry.
-    "STREAM_COOKIE_SECONDS": 43200,
-    "EXPIRY_SWEEP_SECONDS": 5.0,
-    "RECONCILE_SECONDS": 1.0,
-    "RETENTION_SWEEP_SECONDS": 3600.0,  # how often each worker prunes the event log
+    stream_cookie_seconds: int = 43200
+    expiry_sweep_seconds: float = 5.0
+    reconcile_seconds: float = 1.0
+    retention_sweep_seconds: float = 3600.0  # how often each worker prunes the event log
     # The bank: timeouts of its HTTP calls, and the reconciliation round (paid QRs of the day
     # and the day before, then statusQR for at most BANK_SYNC_BATCH active QRs per account).
-    "BANK_CONNECT_TIMEOUT_SECONDS": 3.0,
-    "BANK_READ_TIMEOUT_SECONDS": 15.0,
-    "BANK_SYNC_SECONDS": 300.0,
-    "BANK_SYNC_BATCH": 20,
+    bank_connect_timeout_seconds: float = 3.0
+    bank_read_timeout_seconds: float = 15.0
+    bank_sync_seconds: float = 300.0
+    bank_sync_batch: int = 20
     # Unsigned payment notifications (each one asks the bank), per client address.
-    "BANK_TRIGGER_LIMIT": "60 per minute",
+    bank_trigger_limit: str = "60 per minute"
     # Abuse limits (flask-limiter syntax; "off" disables one), shared through Redis if set.
-    "LOGIN_LIMIT_PER_EMAIL": "5 per minute",
-    "LOGIN_LIMIT_PER_ADDRESS": "30 per minute",
-    "API_RATE_LIMIT": "3000 per minute",  # per credential, REST API only
+    login_limit_per_email: str = "5 per minute"
+    login_limit_per_address: str = "30 per minute"
+    api_rate_limit: str = "3000 per minute"  # per credential, REST API only
     # Failed authentications (a 401 for a credential given) per client address, and per
     # account for failures that name one (its revoked or expired key, its expired JWT).
-    "AUTH_FAILURE_LIMIT_PER_ADDRESS": "60 per minute",
-    "AUTH_FAILURE_LIMIT_PER_ACCOUNT": "60 per minute",
+    auth_failure_limit_per_address: str = "60 per minute"
+    auth_failure_limit_per_account: str = "60 per minute"
     # Proxies in front that set X-Forwarded-For (nginx: 1); 0 trusts no such header.
-    "PROXY_HOPS": 0,
+    proxy_hops: int = 0
     # Webhooks (docs/WEBHOOKS in README): one attempt's whole time, the retry horizon after
     # which an endpoint is disabled, the backoff's first and largest delay (jittered), how
     # long a worker's claim on an endpoint lasts (renewed before each attempt; must exceed
     # the timeout), how often each worker looks for due endpoints, and how many endpoints one
     # worker delivers to at once. ALLOW_PRIVATE lets endpoints on private addresses through
     # (development and tests only).
-    "WEBHOOK_TIMEOUT_SECONDS": 10.0,
-    "WEBHOOK_RETRY_HORIZON_SECONDS": 3 * 24 * 3600.0,
-    "WEBHOOK_RETRY_FIRST_SECONDS": 5.0,
-    "WEBHOOK_RETRY_MAX_SECONDS": 3600.0,
-    "WEBHOOK_LEASE_SECONDS": 60.0,
-    "WEBHOOK_POLL_SECONDS": 1.0,
-    "WEBHOOK_CONCURRENCY": 20,
-    "WEBHOOK_ALLOW_PRIVATE": False,
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_horizon_seconds: float = 3 * 24 * 3600.0
+    webhook_retry_first_seconds: float = 5.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_lease_seconds: float = 60.0
+    webhook_poll_seconds: float = 1.0
+    webhook_concurrency: int = 20
+    webhook_allow_private: bool = False
     # Host applications' stream tokens: unset key, none trusted. The key is an HS256
     # secret, or a PEM public key (RS256/ES256), or the path of a file holding either.
-    "HOST_JWT_KEY": None,
-    "HOST_JWT_ALGORITHMS": "HS256",
-    "HOST_JWT_ISSUER": None,
-    "HOST_JWT_AUDIENCE": None,
-    "HOST_JWT_ACCOUNT_CLAIM": "qrevents_account",
-    "HOST_JWT_MAX_LIFETIME_SECONDS": 900,
+    host_jwt_key: str | None = None
+    host_jwt_algorithms: str = "HS256"
+    host_jwt_issuer: str | None = None
+    host_jwt_audience: str | None = None
+    host_jwt_account_claim: str = "qrevents_account"
+    host_jwt_max_lifetime_seconds: int = 900
     # Origins (comma-separated) whose pages may open the stream (CORS), e.g. a host app's.
-    "CORS_ORIGINS": "",
-    "BIND": "127.0.0.1:8000",
-    "ENV": "development",
-}
+    cors_origins: str = ""
+    bind: str = "127.0.0.1:8000"
+    env: str = "development"
+    # Derived by load_config from the HOST_JWT_* settings (``host_jwt_settings``).
+    host_jwt: dict | None = None
+
+    @classmethod
+    def from_mapping(cls, mapping):
+        """The settings of a mapping keyed by the variables' names without the prefix
+        (``load_config``'s, with a test's overrides); unset ones keep their default."""
+        return cls(**{name.lower(): value for name, value in mapping.items()})
+
+
+# The variables load_config reads, and their defaults.
+DEFAULTS = {f.name.upper(): f.default for f in fields(Settings) if f.name != "host_jwt"}
 
 SECRETS = ("JWT_SECRET_KEY", "ADMIN_API_KEY", "BANK_WEBHOOK_SECRET", "SECRET_KEY")
 
@@ -100,7 +117,8 @@ def _coerce(default, raw):
 
 
 def load_config(environ, instance_path):
-    """Return the ``QREVENTS_*`` settings as a dict keyed without the prefix.
+    """Return the ``QREVENTS_*`` settings as a dict keyed without the prefix (the input of
+    ``Settings.from_mapping``).
 
     Outside production a missing secret is generated once and kept in the instance folder
     (the demo needs no set-up); in production it is a start-up error.

@@ -46,8 +46,8 @@ class Delivery:
         self.hub = AccountHub(
             load_seqs=_load_seqs,
             load_events=_load_events,
-            queue_size=settings["STREAM_QUEUE_SIZE"],
-            write_timeout=settings["STREAM_WRITE_TIMEOUT_SECONDS"],
+            queue_size=settings.stream_queue_size,
+            write_timeout=settings.stream_write_timeout_seconds,
         )
         self.broker = self._make_broker(settings)
         events_committed.connect(self._on_events_committed, sender=app, weak=False)
@@ -57,15 +57,15 @@ class Delivery:
         self.hub.observers.append(self.webhooks.note_events)
 
     def _make_broker(self, settings):
-        if settings["REDIS_URL"]:
+        if settings.redis_url:
             from .redis_broker import RedisBroker
 
             return RedisBroker(
                 self.hub,
-                settings["REDIS_URL"],
-                prefix=settings["REDIS_PREFIX"],
+                settings.redis_url,
+                prefix=settings.redis_prefix,
                 revoked_keys=_revoked_keys,
-                publish_queue_size=settings["REDIS_PUBLISH_QUEUE_SIZE"],
+                publish_queue_size=settings.redis_publish_queue_size,
             )
         return LocalBroker(self.hub)
 
@@ -87,7 +87,7 @@ class Delivery:
         self.broker.start()
         self.webhooks.start()
         self._tasks = [
-            gevent.spawn(self._every, self.settings["RECONCILE_SECONDS"], self.hub.reconcile),
+            gevent.spawn(self._every, self.settings.reconcile_seconds, self.hub.reconcile),
         ]
 
     def _every(self, seconds, task):

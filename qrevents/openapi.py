@@ -432,36 +432,8 @@ QR_ID = _path_param("qrId", SAFE_ID)
 LOGIN_BODY = bodies.LOGIN.schema()
 API_KEY_BODY = bodies.API_KEY.schema()
 ADMIN_API_KEY_BODY = bodies.ADMIN_API_KEY.schema()
-WEBHOOK_EVENTS = {
-    "type": ["array", "null"],
-    "items": {"type": "string", "enum": list(DURABLE_TYPES)},
-    "minItems": 1,
-    "description": "Event types to receive; absent or null: every durable type",
-}
-WEBHOOK_URL = _string(
-    2048,
-    description="http(s) URL without user info; https only in production. Refused (422) "
-    "when its host resolves to a loopback, private, link-local, multicast, reserved or "
-    "metadata address, unless QREVENTS_WEBHOOK_ALLOW_PRIVATE is set",
-)
-WEBHOOK_BODY = _object(
-    {
-        "url": WEBHOOK_URL,
-        "events": WEBHOOK_EVENTS,
-        "description": {"type": ["string", "null"], "maxLength": 200},
-    },
-    required=["url"],
-)
-WEBHOOK_CHANGE_BODY = _object(
-    {
-        "url": WEBHOOK_URL,
-        "events": WEBHOOK_EVENTS,
-        "description": {"type": ["string", "null"], "maxLength": 200},
-        "enabled": {**BOOLEAN, "description": "true again: retries at once, reason cleared"},
-    },
-    required=[],
-    additionalProperties=False,
-)
+WEBHOOK_BODY = bodies.WEBHOOK.schema()
+WEBHOOK_CHANGE_BODY = bodies.WEBHOOK_CHANGE.schema()
 REPLAY_BODY = bodies.REPLAY.schema()
 QR_BODY = bodies.QR.schema()
 PAYMENT_NOTICE = bodies.PAYMENT_NOTICE.schema()

@@ -38,9 +38,9 @@ class Scheduler:
             return
         settings = self.settings
         self._tasks = [
-            gevent.spawn(self._every, settings["EXPIRY_SWEEP_SECONDS"], self.expire_qrs),
-            gevent.spawn(self._every, settings["RETENTION_SWEEP_SECONDS"], self.prune_events),
-            gevent.spawn(self._every, settings["BANK_SYNC_SECONDS"], self.bank_round, jitter=True),
+            gevent.spawn(self._every, settings.expiry_sweep_seconds, self.expire_qrs),
+            gevent.spawn(self._every, settings.retention_sweep_seconds, self.prune_events),
+            gevent.spawn(self._every, settings.bank_sync_seconds, self.bank_round, jitter=True),
         ]
 
     def expire_qrs(self):
@@ -51,12 +51,12 @@ class Scheduler:
     def prune_events(self):
         """Delete the events older than the retention."""
         with database.connection_context():
-            prune(self.settings["EVENT_RETENTION_DAYS"])
+            prune(self.settings.event_retention_days)
 
     def bank_round(self):
         """Recover the payments notifications missed and sync QR statuses, once per round."""
-        seconds = self.settings["BANK_SYNC_SECONDS"]
-        bank_sync.reconcile(batch=self.settings["BANK_SYNC_BATCH"], lease_seconds=seconds)
+        seconds = self.settings.bank_sync_seconds
+        bank_sync.reconcile(batch=self.settings.bank_sync_batch, lease_seconds=seconds)
 
     def _every(self, seconds, job, *, jitter=False):
         while True:

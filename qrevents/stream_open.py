@@ -43,9 +43,7 @@ def open_stream(identify, last_event_id, environ, *, delivery, settings, request
     try:
         with database.connection_context():
             identity = identify()
-            resume = resume_point(
-                identity.account_id, last_event_id, settings["EVENT_RETENTION_DAYS"]
-            )
+            resume = resume_point(identity.account_id, last_event_id, settings.event_retention_days)
             _check_stream_limit(delivery.broker, identity.account_id, settings)
             sub = hub.subscribe(identity.account_id, identity.api_key_id)
             try:
@@ -59,8 +57,8 @@ def open_stream(identify, last_event_id, environ, *, delivery, settings, request
         log.warning("no database connection for a stream in time: %s", exc)
         raise StreamRefused("overloaded") from None
     connection = chunked_connection(environ)
-    if connection is not None and settings["STREAM_SEND_BUFFER"]:
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings["STREAM_SEND_BUFFER"])
+    if connection is not None and settings.stream_send_buffer:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.stream_send_buffer)
     return EventStream(
         hub,
         sub,
@@ -68,8 +66,8 @@ def open_stream(identify, last_event_id, environ, *, delivery, settings, request
         resume_seq=resume.seq,
         replay_head=replay_head,
         resync=None if resume.resync is None else (last_event_id, resume.resync),
-        retry_ms=settings["RETRY_MS"],
-        heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
+        retry_ms=settings.retry_ms,
+        heartbeat_seconds=settings.heartbeat_seconds,
         request_id=request_id,
         connection=connection,
     )
@@ -77,7 +75,7 @@ def open_stream(identify, last_event_id, environ, *, delivery, settings, request
 
 def _check_stream_limit(broker, account_id, settings):
     """Refuse a stream past the account's limit (counted over every worker by the broker)."""
-    if broker.stream_counts().get(account_id, 0) >= settings["MAX_STREAMS_PER_ACCOUNT"]:
+    if broker.stream_counts().get(account_id, 0) >= settings.max_streams_per_account:
         raise StreamRefused("too_many_streams")
 
 

@@ -40,22 +40,22 @@ class Throttle:
     """The limits of one app, and the counters behind them."""
 
     def __init__(self, settings):
-        if settings["REDIS_URL"]:
+        if settings.redis_url:
             storage = storage_from_string(
-                settings["REDIS_URL"],
-                key_prefix=settings["REDIS_PREFIX"] + "limits",
+                settings.redis_url,
+                key_prefix=settings.redis_prefix + "limits",
                 socket_timeout=0.5,
                 socket_connect_timeout=0.5,
             )
         else:
             storage = storage_from_string("memory://")
         self.counters = FixedWindowRateLimiter(storage)
-        self.login_per_email = _limit(settings["LOGIN_LIMIT_PER_EMAIL"])
-        self.login_per_address = _limit(settings["LOGIN_LIMIT_PER_ADDRESS"])
-        self.api_rate = _limit(settings["API_RATE_LIMIT"])
-        self.bank_trigger = _limit(settings["BANK_TRIGGER_LIMIT"])
-        self.failures_per_address = _limit(settings["AUTH_FAILURE_LIMIT_PER_ADDRESS"])
-        self.failures_per_account = _limit(settings["AUTH_FAILURE_LIMIT_PER_ACCOUNT"])
+        self.login_per_email = _limit(settings.login_limit_per_email)
+        self.login_per_address = _limit(settings.login_limit_per_address)
+        self.api_rate = _limit(settings.api_rate_limit)
+        self.bank_trigger = _limit(settings.bank_trigger_limit)
+        self.failures_per_address = _limit(settings.auth_failure_limit_per_address)
+        self.failures_per_account = _limit(settings.auth_failure_limit_per_account)
         self.storage_down_until = 0.0
 
     def check_request(self, policy=DEFAULT):

@@ -133,6 +133,21 @@ class Fields:
             return None
         return value
 
+    def choice_list(self, name, choices):
+        """A non-empty list of ``choices`` (no longer than they are); absent or null: None."""
+        value = self.body.get(name)
+        if value is None:
+            return None
+        if (
+            not isinstance(value, list)
+            or not value
+            or len(value) > len(choices)
+            or not all(isinstance(item, str) and item in choices for item in value)
+        ):
+            self.fail(name, f"debe ser una lista no vacía de: {', '.join(choices)}")
+            return None
+        return value
+
     def amount(self, name):
         """Centavos of a positive amount with at most two decimals, up to 99,999,999.99."""
         value = self._raw(name, True)
@@ -307,15 +322,22 @@ class Body:
     """A request body declared once (``qrevents.bodies``): the routes read it, the OpenAPI
     description shows its schema."""
 
-    def __init__(self, *fields, **schema):
+    def __init__(self, *fields, changes=False):
+        """``changes``: a body of changes to an existing thing: only the fields it holds are
+        read (each as its declaration says), and any other name is refused."""
         self.fields = fields
         self.readers = tuple((field.name, field.read) for field in fields)
-        self.extra = schema  # more of the object's schema (``additionalProperties``)
+        self.changes = changes
 
     def read(self, body):
         """The values by field name; ``ValidationFailed`` naming every bad field."""
         fields = Fields(body)
-        values = {name: read(fields) for name, read in self.readers}
+        if self.changes:
+            for name in sorted(set(body) - {name for name, _ in self.readers}):
+                fields.fail(name, "no se puede cambiar")
+            values = {name: read(fields) for name, read in self.readers if name in body}
+        else:
+            values = {name: read(fields) for name, read in self.readers}
         if fields.errors:
             raise ValidationFailed(fields=fields.errors)
         return values
@@ -325,7 +347,14 @@ class Body:
         for field in self.fields:
             properties.update(field.properties)
             required += field.required
-        return {"type": "object", "properties": properties, "required": required, **self.extra}
+        if self.changes:
+            return {
+                "type": "object",
+                "properties": properties,
+                "required": [],
+                "additionalProperties": False,
+            }
+        return {"type": "object", "properties": properties, "required": required}
 
 
 def json_pattern(regex):
@@ -383,6 +412,32 @@ def boolean(name, *, default, **doc):
         return fields.boolean(name, default=default)
 
     return _field(name, read, {"type": "boolean", "default": default}, False, doc)
+
+
+def flag(name, **doc):
+    """A boolean that must be given (null is not one)."""
+
+    def read(fields):
+        value = fields.boolean(name, default=None)
+        if value is None:
+            fields.fail(name, "debe ser true o false")
+        return value
+
+    return _field(name, read, {"type": "boolean"}, True, doc)
+
+
+def choice_list(name, choices, **doc):
+    """A non-empty list of ``choices``; absent or null: None."""
+
+    def read(fields):
+        return fields.choice_list(name, choices)
+
+    schema = {
+        "type": ["array", "null"],
+        "items": {"type": "string", "enum": list(choices)},
+        "minItems": 1,
+    }
+    return Field(name, read, {name: {**schema, **doc}}, [])
 
 
 def amount(name, **doc):

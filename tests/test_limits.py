@@ -8,6 +8,7 @@ import redis
 import requests
 from flask import Flask
 
+from qrevents.config import Settings
 from qrevents.throttle import Throttle
 from tests.conftest import fresh_database_url, redis_prefix
 from tests.live import ADMIN_KEY, Api, LiveServer
@@ -129,20 +130,22 @@ def test_limits_are_shared_by_every_worker_through_redis(redis_url, tmp_path):
 
 def test_an_unreachable_counter_store_lets_requests_through():
     app = Flask(__name__)
-    app.config["QREVENTS"] = {"ADMIN_API_KEY": "qra_admin"}
+    app.config["QREVENTS"] = Settings.from_mapping({"ADMIN_API_KEY": "qra_admin"})
     app.add_url_rule("/accounts/me", "accounts.me", lambda: "")
     one = "1 per minute"
     throttle = Throttle(
-        {
-            "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens there
-            "REDIS_PREFIX": "t:",
-            "LOGIN_LIMIT_PER_EMAIL": one,
-            "LOGIN_LIMIT_PER_ADDRESS": one,
-            "API_RATE_LIMIT": one,
-            "BANK_TRIGGER_LIMIT": one,
-            "AUTH_FAILURE_LIMIT_PER_ADDRESS": one,
-            "AUTH_FAILURE_LIMIT_PER_ACCOUNT": one,
-        }
+        Settings.from_mapping(
+            {
+                "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens there
+                "REDIS_PREFIX": "t:",
+                "LOGIN_LIMIT_PER_EMAIL": one,
+                "LOGIN_LIMIT_PER_ADDRESS": one,
+                "API_RATE_LIMIT": one,
+                "BANK_TRIGGER_LIMIT": one,
+                "AUTH_FAILURE_LIMIT_PER_ADDRESS": one,
+                "AUTH_FAILURE_LIMIT_PER_ACCOUNT": one,
+            }
+        )
     )
     with app.test_request_context("/accounts/me", headers={"Authorization": "Bearer qrk_x"}):
         for _ in range(3):

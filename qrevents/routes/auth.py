@@ -33,7 +33,7 @@ def log_in():
         throttle.count_failed_login(email)
         raise
     settings = current_app.config["QREVENTS"]
-    refresh_token, expires_at = start_session(user, settings["REFRESH_EXPIRES_SECONDS"])
+    refresh_token, expires_at = start_session(user, settings.refresh_expires_seconds)
     return _signed_in(user, refresh_token, expires_at, "Sesión iniciada")
 
 
@@ -71,7 +71,7 @@ def _signed_in(user, refresh_token, expires_at, message):
     data = {
         "accessToken": token,
         "tokenType": "Bearer",
-        "expiresIn": settings["JWT_EXPIRES_SECONDS"],
+        "expiresIn": settings.jwt_expires_seconds,
         "refreshExpiresIn": refresh_seconds,
         "userId": user.id,
         "accountId": user.account_id,
@@ -82,7 +82,7 @@ def _signed_in(user, refresh_token, expires_at, message):
         refresh_token,
         max_age=refresh_seconds,
         path=request.script_root + "/auth",
-        secure=settings["ENV"] == "production",
+        secure=settings.env == "production",
         httponly=True,
         samesite="Strict",
     )
@@ -93,7 +93,7 @@ def _forget_cookie(response):
     response.delete_cookie(
         REFRESH_COOKIE,
         path=request.script_root + "/auth",
-        secure=current_app.config["QREVENTS"]["ENV"] == "production",
+        secure=current_app.config["QREVENTS"].env == "production",
         httponly=True,
         samesite="Strict",
     )

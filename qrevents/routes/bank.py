@@ -45,7 +45,7 @@ def carries_credential():
 
 def require_bank():
     """401 unless the request is signed (or carries the static secret); before any parsing."""
-    secret = current_app.config["QREVENTS"]["BANK_WEBHOOK_SECRET"]
+    secret = current_app.config["QREVENTS"].bank_webhook_secret
     if not bank_signature.verify(
         secret,
         request_body(),

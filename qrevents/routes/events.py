@@ -51,7 +51,7 @@ def _cors_headers(settings):
     """Let pages of the configured origins (a host app's) open the stream from their own
     origin; credentials travel in the URL (``?token=``/``?ticket=``), never as cookies."""
     origin = request.headers.get("Origin")
-    allowed = {o.strip() for o in settings["CORS_ORIGINS"].split(",") if o.strip()}
+    allowed = {o.strip() for o in settings.cors_origins.split(",") if o.strip()}
     if origin and origin in allowed:
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
     return {}
@@ -94,7 +94,7 @@ def ticket():
     settings = current_app.config["QREVENTS"]
     identity = authenticate()
     ticket_value, seconds = issue_ticket(identity)
-    cookie, cookie_expires_at = issue_stream_cookie(identity, settings["STREAM_COOKIE_SECONDS"])
+    cookie, cookie_expires_at = issue_stream_cookie(identity, settings.stream_cookie_seconds)
     cookie_seconds = max(0, int((cookie_expires_at - utcnow()).total_seconds()))
     data = {
         "ticket": ticket_value,
@@ -109,7 +109,7 @@ def ticket():
             cookie,
             max_age=cookie_seconds,
             path=request.script_root + path,
-            secure=settings["ENV"] == "production",
+            secure=settings.env == "production",
             httponly=True,
             samesite="Strict",
         )

@@ -18,8 +18,8 @@ def bank_of(link):
     settings = current_app.config["QREVENTS"]
     return open_bank(
         link,
-        connect_timeout=settings["BANK_CONNECT_TIMEOUT_SECONDS"],
-        read_timeout=settings["BANK_READ_TIMEOUT_SECONDS"],
+        connect_timeout=settings.bank_connect_timeout_seconds,
+        read_timeout=settings.bank_read_timeout_seconds,
     )
 
 

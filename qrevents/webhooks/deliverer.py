@@ -82,14 +82,14 @@ class WebhookDeliverer:
 
     def __init__(self, app, settings):
         self.app = app
-        self.timeout = settings["WEBHOOK_TIMEOUT_SECONDS"]
-        self.lease = timedelta(seconds=settings["WEBHOOK_LEASE_SECONDS"])
-        self.horizon = timedelta(seconds=settings["WEBHOOK_RETRY_HORIZON_SECONDS"])
-        self.retry_first = settings["WEBHOOK_RETRY_FIRST_SECONDS"]
-        self.retry_max = settings["WEBHOOK_RETRY_MAX_SECONDS"]
-        self.poll_seconds = settings["WEBHOOK_POLL_SECONDS"]
-        self.allow_private = settings["WEBHOOK_ALLOW_PRIVATE"]
-        self.pool = gevent.pool.Pool(settings["WEBHOOK_CONCURRENCY"])
+        self.timeout = settings.webhook_timeout_seconds
+        self.lease = timedelta(seconds=settings.webhook_lease_seconds)
+        self.horizon = timedelta(seconds=settings.webhook_retry_horizon_seconds)
+        self.retry_first = settings.webhook_retry_first_seconds
+        self.retry_max = settings.webhook_retry_max_seconds
+        self.poll_seconds = settings.webhook_poll_seconds
+        self.allow_private = settings.webhook_allow_private
+        self.pool = gevent.pool.Pool(settings.webhook_concurrency)
         self.wakeup = gevent.event.Event()
         self.committed = gevent.event.Event()  # replaced at each commit: wakes lingering runs
         self.active = set()  # endpoint ids this worker is draining now
