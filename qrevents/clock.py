@@ -1,6 +1,9 @@
 """Time as the contract writes it: naive UTC inside, ISO 8601 with milliseconds and ``Z`` out."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
+
+# Bolivia keeps UTC-4 all year: the bank's dates and a bare dueDate are La Paz days.
+LA_PAZ = timezone(timedelta(hours=-4), "America/La_Paz")
 
 
 def utcnow():
@@ -20,3 +23,13 @@ def iso(moment):
 def epoch_ms(moment):
     """Milliseconds since the epoch for a naive UTC datetime."""
     return int(moment.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def la_paz_today(now_utc=None):
+    """The La Paz date at ``now_utc`` (naive UTC; default now)."""
+    return ((now_utc or utcnow()) + LA_PAZ.utcoffset(None)).date()
+
+
+def la_paz_day_end(day: date):
+    """The naive UTC moment a La Paz ``day`` ends."""
+    return datetime.combine(day + timedelta(days=1), datetime.min.time()) - LA_PAZ.utcoffset(None)

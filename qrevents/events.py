@@ -13,12 +13,12 @@ delivered (``sse.py`` frames it for the stream).
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from models import MOVEMENT_TYPES, QR_STATUSES
 
 from . import sse
-from .clock import epoch_ms, iso, utcnow
+from .clock import epoch_ms, iso, la_paz_day_end, utcnow
 from .money import CURRENCIES, from_cents
 
 # Anything that reaches an ``id:`` line; a CR or LF there would inject SSE fields.
@@ -188,7 +188,7 @@ EVENT_TYPES = {
 DURABLE_TYPES = tuple(name for name, event in EVENT_TYPES.items() if event.durable)
 
 # The shapes of our durable ids (see the builders below); the time in a status change's and a
-# balance update's id, and the UTC date heading a qrId, say when the event was written.
+# balance update's id, and the bank's La Paz date heading a qrId, say when the event was written.
 DURABLE_ID = re.compile(
     r"(?:qr_created_(?P<qr_date>\d{6})\d{14}"
     r"|qr_payment_[A-Za-z0-9_.:-]{1,64}"
@@ -206,7 +206,7 @@ def latest_time_of_durable_id(event_id):
         return None
     if match["qr_date"]:
         try:
-            return datetime.strptime(match["qr_date"], "%y%m%d") + timedelta(days=1)
+            return la_paz_day_end(datetime.strptime(match["qr_date"], "%y%m%d").date())
         except ValueError:
             return None
     stamp = match["status_ms"] or match["balance_ms"]

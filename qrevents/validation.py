@@ -2,18 +2,18 @@
 
 import json
 import re
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .clock import LA_PAZ
 from .errors import InvalidJson, ValidationFailed
 from .events import SAFE_ID
 from .money import CENT, CURRENCIES, MAX_AMOUNT, to_cents
 
 # America/La_Paz has kept UTC-4, without daylight saving, since 1932.
-LA_PAZ = timezone(timedelta(hours=-4), "America/La_Paz")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?\Z")
 # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.

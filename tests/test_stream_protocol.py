@@ -3,7 +3,6 @@
 import json
 import re
 import time
-from datetime import UTC
 
 import pytest
 import requests
@@ -172,12 +171,12 @@ def test_amounts_are_written_with_two_decimals_on_the_wire(api, tenant):
     assert '"amount":100.50' in frame
 
 
-def test_qr_ids_are_twenty_digits_starting_with_the_utc_date(api, tenant):
-    from datetime import datetime
+def test_qr_ids_are_twenty_digits_starting_with_the_banks_la_paz_date(api, tenant):
+    from qrevents.clock import la_paz_today
 
     qr = api.create_qr(tenant)
     assert re.fullmatch(r"\d{20}", qr["qrId"])
-    assert qr["qrId"][:6] == datetime.now(UTC).strftime("%y%m%d")
+    assert qr["qrId"][:6] == la_paz_today().strftime("%y%m%d")
 
 
 def test_stream_ticket_works_once_and_keeps_the_credentials_kind(api, tenant):

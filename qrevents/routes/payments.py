@@ -12,13 +12,13 @@ from flask import Blueprint, Response, request
 from models import Account
 
 from ..auth import authenticate
-from ..clock import iso, utcnow
+from ..clock import iso, la_paz_today, utcnow
 from ..envelope import success
 from ..errors import ValidationFailed
 from ..money import CURRENCIES, MAX_AMOUNT, from_cents, to_cents
 from ..resources import page_json, payment_json
 from ..services import payment_reports, payments
-from ..services.payment_reports import PaymentFilter, la_paz_today
+from ..services.payment_reports import PaymentFilter
 from ..validation import page_args
 
 bp = Blueprint("payments", __name__)

@@ -16,7 +16,7 @@ from models import Payment, Qr, connection
 
 from .. import metrics
 from ..banks import BankError
-from ..clock import utcnow
+from ..clock import la_paz_today, utcnow
 from ..errors import ApiError
 from ..logs import log_event
 from ..notices import payment_notice
@@ -28,10 +28,6 @@ from .qrs import TRANSITIONS, change_status
 
 # The bank's statusQRCode, as the adapter names it, to what it moves an active QR to.
 PAID, CANCELLED, ACTIVE = "paid", "cancelled", "active"
-
-
-def la_paz_today():
-    return (utcnow() - timedelta(hours=4)).date()
 
 
 def record_bank_payments(payments, *, source, sync_source="bank_api"):

@@ -12,10 +12,9 @@ import peewee as pw
 
 from models import Payment, Qr, database
 
+from ..clock import LA_PAZ
 from ..money import from_cents
-from ..validation import LA_PAZ
 
-LA_PAZ_OFFSET = timedelta(hours=-4)
 EXPORT_BATCH = 500
 
 
@@ -33,10 +32,6 @@ class PaymentFilter:
 def day_start_utc(day):
     """The naive UTC moment a La Paz day starts."""
     return datetime.combine(day, time(), tzinfo=LA_PAZ).astimezone(UTC).replace(tzinfo=None)
-
-
-def la_paz_today(now_utc):
-    return (now_utc + LA_PAZ_OFFSET).date()
 
 
 def _filtered(account_id, wanted):
@@ -164,4 +159,4 @@ def _bucket_expression(period):
 
 def _local_iso(moment_utc):
     """``2026-01-15T10:00:00-04:00``: a bucket's start as the merchant's clock shows it."""
-    return (moment_utc + LA_PAZ_OFFSET).strftime("%Y-%m-%dT%H:%M:%S") + "-04:00"
+    return (moment_utc + LA_PAZ.utcoffset(None)).strftime("%Y-%m-%dT%H:%M:%S") + "-04:00"

@@ -14,9 +14,8 @@ from models.statements import update
 
 from .. import events
 from ..banks import QrOrder
-from ..clock import epoch_ms, iso, utcnow
+from ..clock import LA_PAZ, epoch_ms, iso, utcnow
 from ..errors import Conflict, NotFound, ValidationFailed
-from ..validation import LA_PAZ
 from .eventlog import account_change
 
 STATUSES = QR_STATUSES
