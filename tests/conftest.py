@@ -14,7 +14,7 @@ from tests.bank_sim import (  # noqa: F401 (fixtures)
     bank_simulator_server,
     notification_receiver,
 )
-from tests.live import Api, LiveServer
+from tests.live import Api, LiveServer, reap_stopped_servers
 from tests.webhook_receiver import receiver  # noqa: F401 (fixture)
 
 BACKENDS = ["sqlite", "postgres"]
@@ -49,6 +49,7 @@ def fresh_database_url(backend, tmp_path):
 
 def pytest_sessionfinish(session):
     """Drop the PostgreSQL databases this run made (every server has stopped by now)."""
+    reap_stopped_servers()
     if not CREATED_DATABASES:
         return
     import psycopg2
@@ -67,12 +68,30 @@ def backend(request):
 
 
 @pytest.fixture(scope="session")
-def server(backend, tmp_path_factory):
+def backend_servers(tmp_path_factory):
+    """The shared server of each backend, started on first use and kept to the session's end.
+
+    Kept apart from ``server``: pytest tears a parametrized session fixture down whenever the
+    parameter changes, and with the tests of every file run sqlite-then-postgres, that booted
+    both servers again for each file.
+    """
+    started = {}
+
+    def server_for(backend):
+        if backend not in started:
+            tmp = tmp_path_factory.mktemp(f"server-{backend}")
+            started[backend] = LiveServer(tmp, fresh_database_url(backend, tmp)).start()
+        return started[backend]
+
+    yield server_for
+    for live in started.values():
+        live.stop(wait=False)
+
+
+@pytest.fixture(scope="session")
+def server(backend, backend_servers):
     """One server per backend for the whole session; tests isolate by using new accounts."""
-    tmp = tmp_path_factory.mktemp(f"server-{backend}")
-    live = LiveServer(tmp, fresh_database_url(backend, tmp)).start()
-    yield live
-    live.stop()
+    return backend_servers(backend)
 
 
 @pytest.fixture
@@ -89,7 +108,7 @@ def make_server(backend, tmp_path):
 
     yield start
     for live in started:
-        live.stop()
+        live.stop(wait=False)
 
 
 @pytest.fixture

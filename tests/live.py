@@ -81,6 +81,7 @@ class LiveServer:
     def start(self, timeout=20, args=("app:app",), cwd=ROOT, ready=(200,)):
         """Start ``gunicorn *args`` in ``cwd`` and wait until ``/health`` answers with one of
         the ``ready`` statuses."""
+        reap_stopped_servers(exited_only=True)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(BIN / "gunicorn"), *self.gunicorn_args, *args],
@@ -125,18 +126,40 @@ class LiveServer:
         path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return [int(pid) for pid in path.read_text().split()]
 
-    def stop(self, timeout=15, graceful=False):
+    def stop(self, timeout=15, graceful=False, wait=True):
         """Quick stop by default (SIGQUIT): a graceful one waits out idle keep-alive clients,
-        seconds per server; tests of graceful shutdown send SIGTERM themselves."""
+        seconds per server; tests of graceful shutdown send SIGTERM themselves.
+
+        ``wait=False`` (fixtures' teardown) returns at once: the server exits while the next
+        test runs, and ``reap_stopped_servers`` waits for it at the latest."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM if graceful else signal.SIGQUIT)
+        if wait:
+            self._wait_for_exit(timeout)
+        else:
+            _STOPPING.append(self)
+
+    def _wait_for_exit(self, timeout=15):
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+_STOPPING = []  # servers told to stop by a fixture's teardown, not yet waited for
+
+
+def reap_stopped_servers(exited_only=False):
+    """Wait for the servers stopped without waiting (only those already gone if
+    ``exited_only``), so that none outlives the session."""
+    for live in list(_STOPPING):
+        if exited_only and live.process.poll() is None:
+            continue
+        live._wait_for_exit()
+        _STOPPING.remove(live)
 
 
 _SHARED_SIMULATOR = None

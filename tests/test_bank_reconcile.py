@@ -37,7 +37,7 @@ def bank_pair(backend, tmp_path):
 
     yield start, simulator
     for server in servers:
-        server.stop()
+        server.stop(wait=False)
     simulator.stop()
 
 
