@@ -21,7 +21,7 @@ import requests
 from tests.live import ADMIN_KEY, dumps
 
 from . import checks, report
-from .faults import Faults, Timeline, schedule
+from .faults import KINDS, Faults, Timeline, schedule
 from .load import BankPayments, HttpPool, StreamFleet, replay_of
 from .services import Bank, Nginx, Postgres, Redis, ServerHost, wait_until
 from .topology import SERVICE_ADDRESS, create_hosts
@@ -151,7 +151,7 @@ async def drive(run, args, tenants, rng):
         args.rate,
     )
     faults = Faults(run, rng, timeline)
-    plan = [] if args.no_faults else schedule(args.seconds, rng)
+    plan = schedule(args.seconds, rng, kinds=args.faults) if args.faults else []
     await asyncio.gather(payments.run(args.seconds, rng), faults.play(plan))
     timeline.note("load", f"payments stop ({payments.in_flight} still being notified)")
     await payments.drain(payments.attempts * payments.interval + 30)
@@ -175,6 +175,7 @@ async def drive(run, args, tenants, rng):
     timeline.note("load", f"streams settled; {fleet.open_count()} open")
     fleet.stop()
     checks.check_streams(verdict, fleet, reference)
+    checks.check_partitions(verdict, run.partitions)
     return timeline, payments, verdict
 
 
@@ -204,13 +205,25 @@ def parse_args(argv):
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200.0, help="payments per second")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--random",
+        type=int,
+        help="where the random draws start (each run prints it: to replay one)",
+    )
     parser.add_argument("--report", help="also write the report (markdown) to this file")
-    parser.add_argument("--no-faults", action="store_true", help="the load alone (a baseline)")
+    parser.add_argument(
+        "--faults",
+        type=lambda text: [k for k in text.split(",") if k],
+        default=list(KINDS),
+        help=f"the kinds drawn, comma-separated (default: all of {','.join(KINDS)}; '': none)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run's folder and logs")
     args = parser.parse_args(argv)
-    if args.seed is None:
-        args.seed = random.SystemRandom().randrange(1 << 32)
+    unknown = set(args.faults) - set(KINDS)
+    if unknown:
+        parser.error(f"unknown fault kinds: {', '.join(sorted(unknown))}")
+    if args.random is None:
+        args.random = random.SystemRandom().randrange(1 << 32)
     return args
 
 
@@ -221,13 +234,13 @@ def main(argv=None):
     for tool in ("ip", "iptables", "redis-server", "nginx", "runuser"):
         if shutil.which(tool) is None:
             sys.exit(f"make chaos needs {tool}")
-    rng = random.Random(args.seed)
+    rng = random.Random(args.random)
     folder = tempfile.mkdtemp(prefix="qrevents-chaos-")
     os.chmod(folder, 0o755)  # PostgreSQL runs as its own user inside it
     run = Run(folder)
     failed = True
     try:
-        print(f"chaos: starting services in {folder} (seed {args.seed})", flush=True)
+        print(f"chaos: starting services in {folder} (random draws from {args.random})", flush=True)
         run.start()
         with ThreadPoolExecutor(8) as pool:
             tenants = list(pool.map(lambda n: new_tenant(run, n), range(args.accounts)))

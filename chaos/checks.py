@@ -51,6 +51,14 @@ def check_streams(verdict, fleet, reference):
     verdict.figures["streams exact"] = f"{perfect} of {len(fleet.streams)}"
 
 
+def check_partitions(verdict, partitions):
+    """A host cut from Redis for 20 s must notice: a hung pub/sub connection is not a closed
+    one, and a worker that believes it listens neither reconnects nor says it is unhealthy."""
+    for host, noticed in partitions:
+        if not noticed:
+            verdict.fail(f"host {host}: its Redis listeners never noticed a 20 s partition")
+
+
 def ledger_payments(database_url, account_id):
     server = SimpleNamespace(env={"QREVENTS_DATABASE_URL": database_url})
     rows = _rows(server, "SELECT transaction_id FROM payment WHERE account_id = %s", (account_id,))

@@ -34,12 +34,12 @@ class Timeline:
         self.entries.append((time.monotonic() - self.start, kind, detail))
 
 
-def schedule(seconds, rng, every=10.0):
+def schedule(seconds, rng, every=10.0, kinds=KINDS):
     """``[(at seconds, kind)]``: one fault every ``every`` s on average, each kind once."""
-    count = max(len(KINDS), round(seconds / every))
-    kinds = list(KINDS)
-    rng.shuffle(kinds)
-    kinds += [rng.choice(KINDS) for _ in range(count - len(KINDS))]
+    count = max(len(kinds), round(seconds / every))
+    deck = list(kinds)
+    rng.shuffle(deck)
+    kinds = deck + [rng.choice(kinds) for _ in range(count - len(deck))]
     latest = max(1.0, seconds * 0.85)
     plan = []
     for kind in kinds:

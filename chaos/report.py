@@ -13,7 +13,8 @@ def percentile(values, fraction):
 def summary(args, timeline, fleet, payments, verdict, partitions):
     """Markdown: readable in a terminal, pasted as is into BENCHMARKS.md."""
     lines = [
-        f"chaos run: {args.seconds:g} s, seed {args.seed}; {len(fleet.streams)} streams over "
+        f"chaos run: {args.seconds:g} s, random draws from {args.random}; "
+        f"{len(fleet.streams)} streams over "
         f"{args.accounts} accounts, payments at {args.rate:g}/s; 2 hosts x 2 gevent workers, "
         "PostgreSQL, Redis, nginx (deploy/nginx.conf)",
         "",
