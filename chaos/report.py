@@ -35,7 +35,8 @@ def summary(args, timeline, fleet, payments, verdict, partitions):
     latencies = payments.ack_latencies
     figures = [
         ("faults", ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))),
-        ("payments started", payments.started),
+        ("payments started", f"{payments.started} ({payments.started / args.seconds:.0f}/s)"),
+        ("payments not started: the servers could not keep up", payments.skipped),
         ("paid at the bank (answered)", paid),
         ("bank calls without an answer", dict(payments.bank_failures) or 0),
         ("notifications acknowledged", acked),
