@@ -69,7 +69,7 @@ def stream():
             open_streams = delivery.broker.stream_counts().get(identity.account_id, 0)
             if open_streams >= settings["MAX_STREAMS_PER_ACCOUNT"]:
                 return refused_stream_response("too_many_streams", request_id)
-            sub = delivery.hub.subscribe(identity.account_id, identity.api_key_id)
+            sub = delivery.hub.subscribe(identity.account_id, identity.api_key_id, resume.seq)
             if delivery.hub.closed:  # shut down while this handshake waited on the database
                 delivery.hub.unsubscribe(sub)
                 return refused_stream_response("server_shutdown", request_id)
