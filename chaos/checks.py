@@ -8,6 +8,7 @@
   1..n with no gap (``tests/ledger_check.py``, the suite's own reading of the database).
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -35,13 +36,14 @@ def check_streams(verdict, fleet, reference):
         else:
             seen = set(got)
             missing = [i for i in expected if i not in seen]
-            repeats = len(got) - len(seen)
+            repeated = sorted(i for i, n in Counter(got).items() if n > 1)
             foreign = sorted(seen - set(expected))
             in_order = [i for i in got if i in set(expected)]
             out_of_order = in_order != [i for i in expected if i in seen]
             verdict.fail(
                 f"{where}: {len(got)} events for {len(expected)}: {len(missing)} missing "
-                f"{missing[:3]}, {repeats} repeated, {len(foreign)} unknown {foreign[:3]}, "
+                f"{missing[:3]}, {len(got) - len(seen)} repeated {repeated[:3]}, "
+                f"{len(foreign)} unknown {foreign[:3]}, "
                 f"{'out of order' if out_of_order else 'in order'}"
             )
         for status, count in stream.refusals.items():
