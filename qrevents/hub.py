@@ -58,8 +58,12 @@ class AccountHub:
 
     # -- streams ---------------------------------------------------------------------------
 
-    def subscribe(self, account_id, api_key_id=None):
-        """A new subscription; its ``start_seq`` is the last event it will not get live."""
+    def subscribe(self, account_id, api_key_id=None, after=None):
+        """A new subscription; its ``start_seq`` is the last event it will not get live.
+
+        ``after``: the last event the client already has (its Last-Event-ID). It may be ahead
+        of this worker, whose channel has not yet heard of events another worker committed
+        (a Redis outage): live frames up to it are then not sent again."""
         sub = Subscription(account_id, api_key_id, self.queue_size)
         channel = self.channels.get(account_id)
         if channel is None:
@@ -68,8 +72,8 @@ class AccountHub:
         else:
             channel.ready.wait()
             if channel.last_seq is None:  # its start failed; try once more as its owner
-                return self.subscribe(account_id, api_key_id)
-        sub.start_seq = channel.last_seq
+                return self.subscribe(account_id, api_key_id, after)
+        sub.start_seq = channel.last_seq if after is None else max(channel.last_seq, after)
         channel.subscribers.add(sub)
         return sub
 
@@ -151,7 +155,8 @@ class AccountHub:
             event, arrived = channel.pending.pop(channel.last_seq)
             written = False
             for sub in channel.subscribers:
-                written |= sub.push(event)
+                if channel.last_seq > sub.start_seq:
+                    written |= sub.push(event)
             handed += len(channel.subscribers)
             if written:
                 # Sent on every attached stream by now; queued frames count when flushed.

@@ -42,6 +42,19 @@ COUNTS_TTL_MS = 3500  # a worker silent this long is dead: its counts no longer 
 COUNTS_CACHE_SECONDS = 0.25  # other workers' counts change once a second at most
 COMMAND_CONNECTIONS = 4  # per worker, for publishes and counts (plus one pub/sub listener)
 DROP_WARNING_SECONDS = 10.0  # while messages are dropped, one warning this often at most
+# The listener's socket. A network path that drops packets (no RST, no FIN) leaves a pub/sub
+# connection open and silent: the health check's PING goes unanswered and nothing fails, for
+# the ~15 minutes of the kernel's retransmissions. With TCP_USER_TIMEOUT the kernel closes a
+# connection whose sent data stays unacknowledged that long, so the PING sent every
+# LISTENER_HEALTH_CHECK seconds surfaces a dead path within about the sum of the two;
+# keepalive probes do the same for a connection with nothing to send.
+LISTENER_HEALTH_CHECK = 5
+LISTENER_KEEPALIVE = {
+    socket.TCP_KEEPIDLE: 5,
+    socket.TCP_KEEPINTVL: 1,
+    socket.TCP_KEEPCNT: 3,
+    socket.TCP_USER_TIMEOUT: 5000,  # ms
+}
 
 
 def encode_events_message(account_id, events):
@@ -125,7 +138,11 @@ class RedisBroker:
         )
         # The listener reconnects itself, so that it knows when to catch up.
         self._listener_redis = redis.Redis.from_url(
-            url, retry=Retry(NoBackoff(), 0), health_check_interval=5, **options
+            url,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=LISTENER_HEALTH_CHECK,
+            socket_keepalive_options=LISTENER_KEEPALIVE,
+            **options,
         )
         self.listening = False
         self._outbox = Queue(max(1, publish_queue_size))  # (channel, message), for the publisher

@@ -45,7 +45,7 @@ def open_stream(identify, last_event_id, environ, *, delivery, settings, request
             identity = identify()
             resume = resume_point(identity.account_id, last_event_id, settings.event_retention_days)
             _check_stream_limit(delivery.broker, identity.account_id, settings)
-            sub = hub.subscribe(identity.account_id, identity.api_key_id)
+            sub = hub.subscribe(identity.account_id, identity.api_key_id, after=resume.seq)
             try:
                 if hub.closed:  # shut down while this handshake waited on the database
                     raise StreamRefused("server_shutdown")

@@ -57,6 +57,18 @@ def test_live_events_start_after_the_last_committed_sequence(hub, log):
     assert frames(sub) == ["11"]
 
 
+def test_a_client_ahead_of_this_worker_gets_no_event_twice(hub, log):
+    """Resumed here with a Last-Event-ID this worker has not heard of yet (it missed what
+    another worker committed): the events up to it come live again, to other streams only."""
+    other = hub.subscribe(1)
+    ahead = hub.subscribe(1, after=12)
+    assert ahead.start_seq == 12
+    e11, e12, e13 = log.commit(11), log.commit(12), log.commit(13)
+    hub.deliver(1, [e11, e12, e13])
+    assert frames(ahead) == ["13"]
+    assert frames(other) == ["11", "12", "13"]
+
+
 def test_duplicates_and_stale_events_are_dropped(hub, log):
     sub = hub.subscribe(1)
     e11, e12 = log.commit(11), log.commit(12)
