@@ -8,6 +8,8 @@ DEFAULTS = {
     "DATABASE_URL": None,  # None: a SQLite file in the instance folder
     "REDIS_URL": None,  # None: the in-process hub
     "REDIS_PREFIX": "qrevents:",  # keys and channels; deployments sharing a Redis differ
+    # QREVENTS_REDIS_URL names a node of a Redis Cluster (7 or later): sharded pub/sub.
+    "REDIS_CLUSTER": False,
     # Messages a worker may hold for Redis while it is slow; beyond, new ones are dropped
     # (the other workers read those events from the log at their next reconciliation).
     "REDIS_PUBLISH_QUEUE_SIZE": 1000,

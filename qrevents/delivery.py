@@ -54,7 +54,7 @@ class Delivery:
         events_committed.connect(self._on_events_committed, sender=app, weak=False)
         api_key_revoked.connect(self._on_api_key_revoked, sender=app, weak=False)
         self._tasks = []
-        self.webhooks = WebhookDeliverer(app, settings)
+        self.webhooks = WebhookDeliverer(app, settings, interest=self.broker)
         self.hub.observers.append(self.webhooks.note_events)
 
     def _make_broker(self, settings):
@@ -67,6 +67,7 @@ class Delivery:
                 prefix=settings["REDIS_PREFIX"],
                 revoked_keys=_revoked_keys,
                 publish_queue_size=settings["REDIS_PUBLISH_QUEUE_SIZE"],
+                cluster=settings["REDIS_CLUSTER"],
             )
         return LocalBroker(self.hub)
 
@@ -87,7 +88,7 @@ class Delivery:
         self.broker.start()
         self.webhooks.start()
         self._tasks = [
-            gevent.spawn(self._every, self.settings["RECONCILE_SECONDS"], self.hub.reconcile),
+            gevent.spawn(self._every, self.settings["RECONCILE_SECONDS"], self.broker.reconcile),
             gevent.spawn(self._every, self.settings["EXPIRY_SWEEP_SECONDS"], self._sweep),
             gevent.spawn(self._every, self.settings["RETENTION_SWEEP_SECONDS"], self._prune),
         ]

@@ -66,10 +66,12 @@ def stream():
             resume = resume_point(
                 identity.account_id, last_event_id, settings["EVENT_RETENTION_DAYS"]
             )
-            open_streams = delivery.broker.stream_counts().get(identity.account_id, 0)
-            if open_streams >= settings["MAX_STREAMS_PER_ACCOUNT"]:
+            slot = delivery.broker.take_stream_slot(
+                identity.account_id, settings["MAX_STREAMS_PER_ACCOUNT"]
+            )
+            if slot is None:
                 return refused_stream_response("too_many_streams", request_id)
-            sub = delivery.hub.subscribe(identity.account_id, identity.api_key_id)
+            sub = delivery.hub.subscribe(identity.account_id, identity.api_key_id, slot)
             if delivery.hub.closed:  # shut down while this handshake waited on the database
                 delivery.hub.unsubscribe(sub)
                 return refused_stream_response("server_shutdown", request_id)
