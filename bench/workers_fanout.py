@@ -96,7 +96,7 @@ async def run(code, scale, database_url, redis_url, workdir, log):
             mine = [c for i, c in enumerate(channels) if i % WORKERS == k]
             await pool.open([(0, node.stream_request(c)) for c in mine], 500, 32)
             pools.append(pool)
-        await asyncio.sleep(2)  # subscriptions confirmed, heartbeats settled
+        await asyncio.sleep(4)  # subscriptions confirmed, heartbeats settled
         tap = BusTap(redis_url, prefix)
         port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
         pids = [set(node.pids()) for node in workers]
@@ -106,6 +106,7 @@ async def run(code, scale, database_url, redis_url, workdir, log):
             tap.messages = tap.bytes = 0
             before = [(cpu_seconds(p), redis_bytes_received(p, port)) for p in pids]
             paid = [0] * WORKERS
+            byte_rates.clear()
             statuses = Counter()
             started = time.monotonic()
 
@@ -128,13 +129,16 @@ async def run(code, scale, database_url, redis_url, workdir, log):
             size = tap.bytes / tap.messages if tap.messages else None
             rows = []
             for k, p in enumerate(pids):
+                # Replies to the worker's own commands (heartbeat, leases) as in the idle phase.
+                quiet = idle_bytes[k] * wall if idle_bytes else 0
                 cpu, got = (
                     a - b
                     for a, b in zip(
                         (cpu_seconds(p), redis_bytes_received(p, port)), before[k], strict=True
                     )
                 )
-                received = round(got / size) if size else 0
+                byte_rates.append(got / wall)
+                received = round(max(0, got - quiet) / size) if size else 0
                 rows.append(
                     {
                         "worker": k,
@@ -146,14 +150,17 @@ async def run(code, scale, database_url, redis_url, workdir, log):
             result = {
                 "phase": name,
                 "published_per_s": round(tap.messages / wall, 1),
+                "answers": dict(statuses),
                 "workers": rows,
             }
             log(f"  {name}: {result}")
             return result
 
+        byte_rates, idle_bytes = [], None
         everyone = list(range(len(channels)))
         worker0 = [a for a in everyone if a % WORKERS == 0]
         idle = await phase("idle", [], 0)
+        idle_bytes = list(byte_rates)
         spread = await phase("all", everyone, scale["payment_rate"])
         one = await phase("one worker's", worker0, max(1, scale["payment_rate"] // WORKERS))
         unserved = []

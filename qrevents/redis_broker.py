@@ -243,6 +243,7 @@ class RedisBroker:
     def _wake_listener_of(self, account_id):
         listener = self._listener_of(self.channel(account_id))
         if listener is not None:
+            listener.changed.add(account_id)
             listener.wake.set()
 
     def _listener_of(self, channel):
@@ -288,11 +289,10 @@ class RedisBroker:
         }
 
     def wanted_on(self, listener):
-        """The channels ``listener`` should be subscribed to now."""
-        channels = {self.channel(a) for a in self._wanted}
-        if self.cluster:
-            channels = {c for c in channels if self._listener_of(c) is listener}
-        return channels
+        """The accounts ``listener`` should be subscribed to now."""
+        if not self.cluster:
+            return set(self._wanted)
+        return {a for a in self._wanted if self._listener_of(self.channel(a)) is listener}
 
     def _listener_up(self, listener, first):
         """A listener (re)subscribed: what was announced while it was not listening is in the
@@ -654,7 +654,8 @@ class _Listener:
         self.base = []  # channels always listened to here (the revocations)
         self.live = False
         self.pubsub = None
-        self.sent = set()  # account channels subscribed on this connection
+        self.sent = set()  # accounts subscribed on this connection
+        self.changed = set()  # accounts watched or unwatched since the last sync
         self.wake = Signal()
         sharded = broker.cluster
         self._subscribe = "ssubscribe" if sharded else "subscribe"
@@ -676,6 +677,7 @@ class _Listener:
                             self.broker.worker_id,
                         )
                     self.pubsub, self.sent, self.live = pubsub, set(), True
+                    self.changed = self.broker.wanted_on(self)
                     delay = RECONNECT_MIN
                     self.wake.set()
                     self.broker._listener_up(self, first)
@@ -742,11 +744,12 @@ class _Listener:
             pubsub = self.pubsub
             if pubsub is None:
                 continue
-            wanted = self.broker.wanted_on(self)
-            add, remove = wanted - self.sent, self.sent - wanted
+            changed, self.changed = self.changed, set()
+            wanted = {a for a in changed if a in self.broker._wanted}
+            add, remove = wanted - self.sent, (changed - wanted) & self.sent
             try:
-                self._send(pubsub, self._subscribe, add)
-                self._send(pubsub, self._unsubscribe, remove)
+                self._send(pubsub, self._subscribe, [self.broker.channel(a) for a in add])
+                self._send(pubsub, self._unsubscribe, [self.broker.channel(a) for a in remove])
             except (RedisError, OSError) as exc:
                 log.warning("changing Redis subscriptions failed: %s", exc)
                 pubsub.close()  # the listener reconnects and subscribes anew

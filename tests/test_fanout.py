@@ -18,7 +18,7 @@ import redis
 
 from tests.conftest import fresh_database_url, redis_prefix
 from tests.live import ROOT, Api, LiveServer
-from tests.test_multiworker import logged_event_ids, wait_for
+from tests.test_multiworker import logged_event_ids, stream_count, wait_for
 
 LIMIT = 3
 # The last release whose workers share one events channel: a rolling upgrade from it must
@@ -141,7 +141,7 @@ def open_concurrently(apis, tenant, count):
 
 def test_concurrent_opens_over_two_workers_never_exceed_the_account_limit(apis):
     tenant = apis[0].new_tenant()
-    for _ in range(2):  # closed streams give their slots back at once
+    for _ in range(2):  # closed streams give their slots back
         results = open_concurrently(apis, tenant, 16)
         try:
             admitted = [s for s, first in results if first.event == "connection"]
@@ -151,7 +151,8 @@ def test_concurrent_opens_over_two_workers_never_exceed_the_account_limit(apis):
                 stream.close()
         assert len(admitted) == LIMIT
         assert refused == ["too_many_streams"] * (16 - LIMIT)
-        time.sleep(0.3)
+        # A closed stream's slot is freed when its server notices (within a second).
+        assert wait_for(lambda: stream_count(apis[0], tenant.account_id) == 0, timeout=5)
 
 
 def test_the_slots_of_a_sigkilled_worker_lapse_within_seconds(deployment, tmp_path, apis):
@@ -211,8 +212,9 @@ def test_old_and_new_workers_deliver_each_others_events_during_a_rolling_upgrade
                 started = time.monotonic()
                 qr = writer.create_qr(tenant)["qrId"]
                 for stream in (on_old, on_new):
-                    assert [e.id for e in stream.take(1, timeout=3)] == [f"qr_created_{qr}"]
-                assert time.monotonic() - started < 2.5
+                    assert [e.id for e in stream.take(1, timeout=4)] == [f"qr_created_{qr}"]
+                # Reconciliation rounds of 1 s, plus a loaded machine's database reads.
+                assert time.monotonic() - started < 3.5
             assert on_old.quiet_for(0.3) == [] and on_new.quiet_for(0.3) == []
         old.session.close(), new.session.close()
     finally:
