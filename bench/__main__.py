@@ -143,6 +143,9 @@ async def run_workers_fanout(args, workdir):
             results[label] = await workers_fanout.run(
                 code, scale, url, args.redis_url, workdir / label, log
             )
+        except RuntimeError as exc:  # a server that would not start or answer: say so
+            log(f"qrevents-4w-fanout ({label}) failed: {exc}")
+            return f"failed on {label}: {str(exc)[:300]}"
         finally:
             drop_postgres_database(args.postgres_url, db)
     return "\n\n" + workers_fanout.markdown(results)
