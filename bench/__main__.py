@@ -19,7 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import report
+from . import report, workers_fanout
 from .client import HttpClient
 from .scenarios import FULL, QUICK, Repetition
 from .servers import (
@@ -40,7 +40,14 @@ TARGETS = (
     "flask-sse",
     "qrevents-sqlite-1w",
     "qrevents-pg-redis-2w",
+    "qrevents-4w-fanout",
 )
+# The four-worker fan-out (bench/workers_fanout.py): accounts, payments/s (3 events each),
+# seconds per phase.
+WORKERS_FANOUT = {
+    "quick": {"accounts": 100, "payment_rate": 60, "seconds": 3},
+    "full": {"accounts": 1000, "payment_rate": 667, "seconds": 5},
+}
 
 
 def parse_args(argv):
@@ -58,6 +65,11 @@ def parse_args(argv):
         help="each flask-sse stream holds a Redis connection: stay well under maxclients",
     )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="qrevents-4w-fanout: also run it against the code in DIR (an earlier release)",
+    )
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the tables of a past run")
     parser.add_argument(
         "--keep-logs",
@@ -117,6 +129,28 @@ async def run_target(server, scale, reps):
     return results
 
 
+async def run_workers_fanout(args, workdir):
+    """bench/workers_fanout.py for this checkout (and ``--baseline``): its table, as a note."""
+    scale = WORKERS_FANOUT["quick" if args.quick else "full"]
+    codes = {"this": ROOT}
+    if args.baseline:
+        codes["baseline"] = Path(args.baseline).resolve()
+    results = {}
+    for label, code in codes.items():
+        url, db = new_postgres_database(args.postgres_url)
+        try:
+            log(f"qrevents-4w-fanout ({label}: {code})")
+            results[label] = await workers_fanout.run(
+                code, scale, url, args.redis_url, workdir / label, log
+            )
+        except RuntimeError as exc:  # a server that would not start or answer: say so
+            log(f"qrevents-4w-fanout ({label}) failed: {exc}")
+            return f"failed on {label}: {str(exc)[:300]}"
+        finally:
+            drop_postgres_database(args.postgres_url, db)
+    return "\n\n" + workers_fanout.markdown(results)
+
+
 def machine_notes():
     load = os.getloadavg()
     return {
@@ -154,6 +188,9 @@ async def main_async(args):
             )
         elif name == "qrevents-sqlite-1w":
             server = QreventsServer(workdir / name, name)
+        elif name == "qrevents-4w-fanout":
+            notes[name] = await run_workers_fanout(args, workdir / name)
+            continue
         elif name == "qrevents-pg-redis-2w":
             if not redis_broker_ready():
                 notes[name] = "skipped: qrevents/redis_broker.py is not in this checkout"

@@ -14,6 +14,8 @@ class Settings:
     database_url: str | None = None  # None: a SQLite file in the instance folder
     redis_url: str | None = None  # None: the in-process hub
     redis_prefix: str = "qrevents:"  # keys and channels; deployments sharing a Redis differ
+    # QREVENTS_REDIS_URL names a node of a Redis Cluster (7 or later): sharded pub/sub.
+    redis_cluster: bool = False
     # Messages a worker may hold for Redis while it is slow; beyond, new ones are dropped
     # (the other workers read those events from the log at their next reconciliation).
     redis_publish_queue_size: int = 1000

@@ -53,7 +53,7 @@ class Delivery:
         events_committed.connect(self._on_events_committed, sender=app, weak=False)
         api_key_revoked.connect(self._on_api_key_revoked, sender=app, weak=False)
         self._tasks = []
-        self.webhooks = WebhookDeliverer(app, settings)
+        self.webhooks = WebhookDeliverer(app, settings, interest=self.broker)
         self.hub.observers.append(self.webhooks.note_events)
 
     def _make_broker(self, settings):
@@ -66,6 +66,7 @@ class Delivery:
                 prefix=settings.redis_prefix,
                 revoked_keys=_revoked_keys,
                 publish_queue_size=settings.redis_publish_queue_size,
+                cluster=settings.redis_cluster,
             )
         return LocalBroker(self.hub)
 
@@ -87,7 +88,7 @@ class Delivery:
         self.broker.start()
         self.webhooks.start()
         self._tasks = [
-            gevent.spawn(self._every, self.settings.reconcile_seconds, self.hub.reconcile),
+            gevent.spawn(self._every, self.settings.reconcile_seconds, self.broker.reconcile),
         ]
 
     def _every(self, seconds, task):

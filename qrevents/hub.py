@@ -52,27 +52,42 @@ class AccountHub:
         self.write_timeout = write_timeout
         self.channels = {}
         self.closed = False
+        # Told when this worker starts and stops serving an account (``watch(account_id)``,
+        # ``unwatch(account_id)``): the Redis broker listens only to the accounts served.
+        self.interest = None
         # Told of every delivery, streams or none (the webhook deliverer): ``(account_id,
         # events)``, synchronously, so it must only take note.
         self.observers = []
 
     # -- streams ---------------------------------------------------------------------------
 
-    def subscribe(self, account_id, api_key_id=None, after=None):
+    def subscribe(self, account_id, api_key_id=None, after=None, slot=None):
         """A new subscription; its ``start_seq`` is the last event it will not get live.
 
         ``after``: the last event the client already has (its Last-Event-ID). It may be ahead
         of this worker, whose channel has not yet heard of events another worker committed
-        (a Redis outage): live frames up to it are then not sent again."""
-        sub = Subscription(account_id, api_key_id, self.queue_size)
+        (a Redis outage): live frames up to it are then not sent again.
+        ``slot`` (a broker's ``take_stream_slot``) is released when the subscription ends,
+        or now if it cannot start."""
+        try:
+            return self._subscribe(account_id, api_key_id, after, slot)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+
+    def _subscribe(self, account_id, api_key_id, after, slot):
+        sub = Subscription(account_id, api_key_id, self.queue_size, slot)
         channel = self.channels.get(account_id)
         if channel is None:
             channel = self.channels[account_id] = AccountChannel(account_id)
+            if self.interest is not None:
+                self.interest.watch(account_id)
             self._start(channel)
         else:
             channel.ready.wait()
             if channel.last_seq is None:  # its start failed; try once more as its owner
-                return self.subscribe(account_id, api_key_id, after)
+                return self._subscribe(account_id, api_key_id, after, slot)
         sub.start_seq = channel.last_seq if after is None else max(channel.last_seq, after)
         channel.subscribers.add(sub)
         return sub
@@ -81,8 +96,7 @@ class AccountHub:
         try:
             seq = self.load_seqs([channel.account_id]).get(channel.account_id, 0)
         except Exception:
-            if self.channels.get(channel.account_id) is channel:
-                del self.channels[channel.account_id]
+            self._drop(channel)
             channel.ready.set()
             raise
         channel.last_seq = seq
@@ -90,12 +104,21 @@ class AccountHub:
         self._drain(channel)
 
     def unsubscribe(self, sub):
+        if sub.slot is not None:
+            sub.slot.release()
+            sub.slot = None
         channel = self.channels.get(sub.account_id)
         if channel is None:
             return
         channel.subscribers.discard(sub)
         if not channel.subscribers and channel.last_seq is not None:
-            del self.channels[sub.account_id]
+            self._drop(channel)
+
+    def _drop(self, channel):
+        if self.channels.get(channel.account_id) is channel:
+            del self.channels[channel.account_id]
+            if self.interest is not None:
+                self.interest.unwatch(channel.account_id)
 
     def stream_counts(self):
         """``{account_id: open streams}`` in this worker."""
@@ -194,6 +217,12 @@ class AccountHub:
             channel.repairing = False
             if channel.last_seq > start:
                 metrics.GAPS_REPAIRED.inc()
+
+    def catch_up(self, account_id, seq):
+        """The account's log reaches ``seq`` (a broker says so): fill in what is missing."""
+        channel = self.channels.get(account_id)
+        if channel is not None and channel.last_seq is not None and seq > channel.last_seq:
+            self._repair(channel, seq)
 
     def reconcile(self):
         """Catch up every channel with the log: events whose announcement never came."""

@@ -96,9 +96,10 @@ class Subscription:
         "since",
         "socket",
         "unsent",
+        "slot",
     )
 
-    def __init__(self, account_id, api_key_id, limit):
+    def __init__(self, account_id, api_key_id, limit, slot=None):
         self.account_id = account_id
         self.api_key_id = api_key_id
         self.start_seq = None  # live events start after this sequence number
@@ -109,6 +110,7 @@ class Subscription:
         self.since = None  # when the oldest pending event arrived (monotonic)
         self.socket = None  # a raw non-blocking socket that push writes chunks to
         self.unsent = b""  # the tail of a chunk the kernel did not take
+        self.slot = slot  # its place under the account's stream limit, freed at unsubscribe
 
     def push(self, event):
         """Send or queue a committed event (``EventRecord``), never blocking the sender;

@@ -44,8 +44,8 @@ def open_stream(identify, last_event_id, environ, *, delivery, settings, request
         with database.connection_context():
             identity = identify()
             resume = resume_point(identity.account_id, last_event_id, settings.event_retention_days)
-            _check_stream_limit(delivery.broker, identity.account_id, settings)
-            sub = hub.subscribe(identity.account_id, identity.api_key_id, after=resume.seq)
+            slot = _stream_slot(delivery.broker, identity.account_id, settings)
+            sub = hub.subscribe(identity.account_id, identity.api_key_id, resume.seq, slot)
             try:
                 if hub.closed:  # shut down while this handshake waited on the database
                     raise StreamRefused("server_shutdown")
@@ -73,10 +73,13 @@ def open_stream(identify, last_event_id, environ, *, delivery, settings, request
     )
 
 
-def _check_stream_limit(broker, account_id, settings):
-    """Refuse a stream past the account's limit (counted over every worker by the broker)."""
-    if broker.stream_counts().get(account_id, 0) >= settings.max_streams_per_account:
+def _stream_slot(broker, account_id, settings):
+    """The stream's place under the account's limit, held over every worker by the broker
+    until the subscription ends; a stream past the limit is refused."""
+    slot = broker.take_stream_slot(account_id, settings.max_streams_per_account)
+    if slot is None:
         raise StreamRefused("too_many_streams")
+    return slot
 
 
 def _first_replay_batch(account_id, resume_seq, sub):

@@ -124,10 +124,13 @@ def test_stream_on_one_server_gets_events_written_through_another(a, b, tenant):
 
 def test_malformed_messages_on_the_bus_are_ignored(deployment, a, b, tenant):
     bus = redis.Redis.from_url(deployment["redis_url"])
+    channel = f"{deployment['redis_prefix']}events:{{{tenant.account_id}}}"
     with a.stream(tenant) as stream:
         stream.next()
-        for junk in (b"not json", b'{"a": 1}', b'{"a": "x", "e": [[1]]}', b"\xff"):
-            bus.publish(deployment["redis_prefix"] + "events", junk)
+        assert wait_for(lambda: bus.pubsub_numsub(channel)[0][1] == 1, timeout=2)
+        for junk in (b"not json", b'{"a": 1}', b'{"a": "x", "e": [[1]]}', b"\xff", b"\x00seq x"):
+            bus.publish(channel, junk)
+            bus.publish(deployment["redis_prefix"] + "events", junk)  # the old channel
         bus.publish(deployment["redis_prefix"] + "revocations", b"not a key id")
         qr = b.create_qr(tenant)
         (created,) = stream.take(1, timeout=2)

@@ -80,8 +80,10 @@ def backoff_seconds(attempts, first, largest):
 class WebhookDeliverer:
     """The dispatcher greenlet of one worker and its bounded pool of endpoint drains."""
 
-    def __init__(self, app, settings):
+    def __init__(self, app, settings, interest=None):
         self.app = app
+        # The broker: a held endpoint's account is listened to, so its commits wake the run.
+        self.interest = interest
         self.timeout = settings.webhook_timeout_seconds
         self.lease = timedelta(seconds=settings.webhook_lease_seconds)
         self.horizon = timedelta(seconds=settings.webhook_retry_horizon_seconds)
@@ -142,12 +144,16 @@ class WebhookDeliverer:
             self.pool.spawn(self._drain, endpoint)
 
     def _drain(self, endpoint):
+        if self.interest is not None:
+            self.interest.watch(endpoint.account_id)
         try:
             with self.app.app_context():
                 _EndpointRun(self, endpoint).run()
         except Exception:
             log.exception("webhook delivery to endpoint %s failed", endpoint.id)
         finally:
+            if self.interest is not None:
+                self.interest.unwatch(endpoint.account_id)
             self.active.discard(endpoint.id)
             self.wakeup.set()  # events may have come while this endpoint was held
 
