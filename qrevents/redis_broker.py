@@ -137,31 +137,25 @@ def encode_events_message(account_id, events):
 
 
 def decode_events_message(data):
-    """``(account_id, events)`` of an ``encode_events_message`` message (version 2, or an old
-    worker's version 1); ValueError, KeyError or TypeError when it is malformed."""
+    """``(account_id, events)`` of an ``encode_events_message`` message; ValueError, KeyError
+    or TypeError when it is malformed. Only version 2 arrives here: old workers' version 1
+    goes on their single channel, which new workers do not listen to (they read the log every
+    round while an old worker listens there)."""
     body = json.loads(data)
     account_id = body["a"]
-    version = body["v"] if "v" in body else 1
-    if version == 2:
-        return account_id, [
-            EventRecord(account_id, seq, event_type, event_id, data_json)
-            for seq, event_type, event_id, data_json in body["e"]
-        ]
-    if version == 1:
-        return account_id, [_framed_event(account_id, seq, frame) for seq, frame in body["e"]]
-    raise ValueError(f"unknown events message version {version!r}")
+    if body.get("v") != 2:
+        raise ValueError(f"unknown events message version {body.get('v')!r}")
+    return account_id, [
+        EventRecord(account_id, seq, event_type, event_id, data_json)
+        for seq, event_type, event_id, data_json in body["e"]
+    ]
 
 
-def _framed_event(account_id, seq, frame):
-    """The record of a version 1 message's event, which came as its SSE frame: the frame is
-    kept as it came (so its streams get the very same bytes) and parsed for the rest."""
-    head, found, data_json = frame.partition("\ndata: ")
-    if not found or not data_json.endswith("\n\n"):
-        raise ValueError("not an SSE frame")
-    fields = dict(line.split(": ", 1) for line in head.split("\n"))
-    return EventRecord(
-        account_id, seq, fields["event"], fields["id"], data_json[:-2], frame=frame.encode()
-    )
+def encode_legacy_events_message(account_id, events):
+    """The message of workers before version 2 (``{"a": account, "e": [[seq, SSE frame]]}``)
+    on their single channel: old workers still listening there during a rolling upgrade get
+    new workers' events at once, as the very frames they would have sent."""
+    return json.dumps({"a": account_id, "e": [[e.seq, e.frame.decode()] for e in events]})
 
 
 class RedisBroker:
@@ -443,7 +437,9 @@ class RedisBroker:
             ],
         )
         if self.legacy:
-            self.redis.publish(self.legacy_channel, message)
+            self.redis.publish(
+                self.legacy_channel, encode_legacy_events_message(account_id, events)
+            )
 
     def _send_notices(self):
         """Tell each owed account's listeners where its log reaches; False if Redis fails."""

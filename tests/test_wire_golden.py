@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import fresh_database_url
 from tests.live import Api, LiveServer
+from tests.test_multiworker import wait_for
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 DESCRIPTION = "Pago de café\u2028línea"
@@ -223,13 +224,11 @@ def test_unresumable_last_event_id_gets_resync_required(golden_api, headers, que
     assert normalised(stream, tenant_ids(tenant)) == golden(name)
 
 
-def test_old_and_new_workers_messages_reach_a_stream_as_the_same_bytes(
+def test_another_workers_message_reaches_a_stream_as_the_frames_of_the_log(
     backend, tmp_path, redis_url
 ):
-    """A rolling reload: an old worker's message (version 1: SSE frames) and a new one's
-    (version 2: data) of the same events give the stream the very same bytes."""
-    import json
-
+    """Redis carries data (version 2), not frames: from another worker's message a stream
+    gets the very SSE frames of those events, line separators escaped."""
     import redis
 
     from qrevents.events import EventRecord
@@ -253,21 +252,23 @@ def test_old_and_new_workers_messages_reach_a_stream_as_the_same_bytes(
             ("qr_payment", "qr_payment_T1", '{"amount":100.50}'),
             ("account_balance_update", "balance_update_1764547200000_1", '{"n":null}'),
         ]
-        old = [EventRecord(account, seq, *event) for seq, event in enumerate(events, 1)]
-        new = [EventRecord(account, seq, *event) for seq, event in enumerate(events, 4)]
-        v1 = json.dumps({"a": account, "e": [[e.seq, e.frame.decode()] for e in old]})
+        sent = [EventRecord(account, seq, *event) for seq, event in enumerate(events, 1)]
+        channel = f"{prefix}events:{{{account}}}"
         stream = RawStream(api.base, tenant.headers)
         try:
             stream.read_until(b'"replayed":0}\n\n')
             publisher = redis.Redis.from_url(redis_url)
-            publisher.publish(f"{prefix}events", v1)
-            publisher.publish(f"{prefix}events", encode_events_message(account, new))
-            stream.read_until(b"null}\n\n\r\n", timeout=10, count=2)
+            assert wait_for(lambda: publisher.pubsub_numsub(channel)[0][1] == 1, timeout=5)
+            publisher.publish(channel, encode_events_message(account, sent))
+            stream.read_until(b"null}\n\n\r\n", timeout=10)
         finally:
             stream.close()
     finally:
         live.stop()
     _, chunks = stream.response()
-    expected = b"".join(e.frame for e in old)
-    assert b"".join(chunks[1:]) == expected + expected  # after the preamble
+    expected = b"".join(
+        f"id: {event_id}\nevent: {event_type}\ndata: {data}\n\n".encode()
+        for event_type, event_id, data in events
+    ).replace("\u2028".encode(), b"\\u2028")
+    assert b"".join(chunks[1:]) == expected  # after the preamble
     assert b"\\u2028" in expected  # the line separator escaped, as every frame has it
