@@ -65,9 +65,7 @@ class Stream(asyncio.Protocol):
         self.status = 0
         self.head = b""
         self.chunked = False
-        self.chunk_left = 0
-        self.skip = 0
-        self.raw = b""
+        self.body = ChunkedBody()
         self.buf = b""
         self.seen = set()
         self.last_id = None
@@ -109,7 +107,7 @@ class Stream(asyncio.Protocol):
                 self.transport.close()
                 return
         if self.chunked:
-            data = self._dechunk(data)
+            data = self.body.feed(data)
         buf = self.buf + data if self.buf else data
         start = 0
         while (end := buf.find(b"\n\n", start)) >= 0:
@@ -133,7 +131,22 @@ class Stream(asyncio.Protocol):
         elif buf.find(b"stream_closed", start, end) >= 0:
             self.closed_reason = "stream_closed"
 
-    def _dechunk(self, data):
+
+class ChunkedBody:
+    """An HTTP/1.1 chunked body fed as it arrives: ``feed`` returns the bytes of the chunks
+    it completes or continues; after the last chunk (size 0) nothing more."""
+
+    __slots__ = ("chunk_left", "skip", "raw", "ended")
+
+    def __init__(self):
+        self.chunk_left = 0
+        self.skip = 0  # the CRLF after a chunk's data
+        self.raw = b""  # a size line not yet whole
+        self.ended = False
+
+    def feed(self, data):
+        if self.ended:
+            return b""
         raw = self.raw + data if self.raw else data
         out, pos, size = [], 0, len(raw)
         while pos < size:
@@ -152,11 +165,11 @@ class Stream(asyncio.Protocol):
                 end = raw.find(b"\r\n", pos)
                 if end < 0:
                     break
-                length = int(raw[pos:end].split(b";")[0], 16)
+                self.chunk_left = int(raw[pos:end].split(b";")[0], 16)
                 pos = end + 2
-                if not length:
-                    break
-                self.chunk_left = length
+                if not self.chunk_left:
+                    self.ended = True
+                    pos = size
         self.raw = raw[pos:]
         return b"".join(out)
 

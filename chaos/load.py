@@ -11,6 +11,7 @@ import struct
 import time
 from collections import Counter
 
+from bench.client import ChunkedBody
 from tests.live import BANK_SECRET
 
 STREAM_PATH = "/events/stream"
@@ -29,9 +30,7 @@ class SseParser:
         self.status = 0
         self.head = b""
         self.chunked = False
-        self.chunk_left = 0
-        self.skip = 0
-        self.raw = b""
+        self.body = ChunkedBody()
         self.text = b""
 
     def feed(self, data):
@@ -46,7 +45,7 @@ class SseParser:
             if self.status != 200:
                 return []
         if self.chunked:
-            data = self._dechunk(data)
+            data = self.body.feed(data)
         text = self.text + data
         frames = []
         start = 0
@@ -69,32 +68,6 @@ class SseParser:
         if data:
             fields["data"] = "\n".join(data)
         return fields
-
-    def _dechunk(self, data):
-        raw = self.raw + data if self.raw else data
-        out, pos, size = [], 0, len(raw)
-        while pos < size:
-            if self.chunk_left:
-                take = min(self.chunk_left, size - pos)
-                out.append(raw[pos : pos + take])
-                pos += take
-                self.chunk_left -= take
-                if not self.chunk_left:
-                    self.skip = 2
-            elif self.skip:
-                step = min(self.skip, size - pos)
-                pos += step
-                self.skip -= step
-            else:
-                end = raw.find(b"\r\n", pos)
-                if end < 0:
-                    break
-                self.chunk_left = int(raw[pos:end].split(b";")[0], 16)
-                pos = end + 2
-                if not self.chunk_left:  # the last chunk: the stream ended
-                    pos = size
-        self.raw = raw[pos:]
-        return b"".join(out)
 
 
 def stream_request(api_key, last_event_id):

@@ -22,9 +22,6 @@ from .events import (
 )
 from .validation import SAFE_ID_PATTERN
 
-EMAIL_PATTERN = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$"
-TIME_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
-
 
 def _ref(name):
     return {"$ref": f"#/components/schemas/{name}"}
@@ -43,12 +40,6 @@ def _object(properties, required=None, **extra):
     }
 
 
-AMOUNT_IN = {
-    "type": "number",
-    "exclusiveMinimum": 0,
-    "maximum": 99999999.99,
-    "description": "Positive, at most two decimals; send it as a JSON number, never a string",
-}
 SAFE_ID = {"type": "string", "pattern": SAFE_ID_PATTERN, "maxLength": 64}
 ROW_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 

@@ -423,9 +423,8 @@ class RedisBroker:
                 if not self._send_notices():
                     retry_at = time.monotonic() + OWED_RETRY_SECONDS
 
-    def _send_events(self, account_id, events):
-        message = encode_events_message(account_id, events)
-        seq = max(event.seq for event in events)
+    def _publish_raising_watermark(self, account_id, seq, message):
+        """Publish on the account's channel and raise its watermark to ``seq``, atomically."""
         self._publish_script(
             keys=[self._seq_key(account_id)],
             args=[
@@ -436,6 +435,10 @@ class RedisBroker:
                 message,
             ],
         )
+
+    def _send_events(self, account_id, events):
+        seq = max(event.seq for event in events)
+        self._publish_raising_watermark(account_id, seq, encode_events_message(account_id, events))
         if self.legacy:
             self.redis.publish(
                 self.legacy_channel, encode_legacy_events_message(account_id, events)
@@ -446,16 +449,7 @@ class RedisBroker:
         while self._owed:
             account_id, seq = next(iter(self._owed.items()))
             try:
-                self._publish_script(
-                    keys=[self._seq_key(account_id)],
-                    args=[
-                        seq,
-                        WATERMARK_TTL_SECONDS,
-                        self._publish_command,
-                        self.channel(account_id),
-                        NOTICE + b"%d" % seq,
-                    ],
-                )
+                self._publish_raising_watermark(account_id, seq, NOTICE + b"%d" % seq)
             except RedisError as exc:
                 log.debug("sending a notice for account %s failed: %s", account_id, exc)
                 return False
