@@ -534,19 +534,18 @@ class RedisBroker:
         if limit <= 0:
             return None
         lease_id = f"{self.worker_id}:{next(self._lease_ids)}"
-        held = self._slots.setdefault(account_id, set())
         try:
             taken = self._take_script(
                 keys=[self._slots_key(account_id)], args=[limit, COUNTS_TTL_MS, lease_id]
             )
         except RedisError as exc:
             log.warning("taking a stream slot in Redis failed, counting locally: %s", exc)
-            taken = len(held) < limit
+            taken = len(self._slots.get(account_id, ())) < limit
         if not taken:
-            if not held:
-                del self._slots[account_id]
             return None
-        held.add(lease_id)
+        # Other handshakes of the account ran while this one waited on Redis: the lease
+        # joins the account's set as it is now (made anew if they emptied it).
+        self._slots.setdefault(account_id, set()).add(lease_id)
         return StreamSlot(account_id, lease_id, self._free_slot)
 
     def _free_slot(self, slot):

@@ -220,3 +220,35 @@ def test_old_and_new_workers_deliver_each_others_events_during_a_rolling_upgrade
     finally:
         old_server.stop()
         new_server.stop()
+
+
+@pytest.mark.parametrize("redis_answer", ["refused", "unreachable"])
+def test_handshakes_of_one_account_racing_on_redis_keep_the_slot_ledger_whole(redis_answer):
+    """Handshakes of one account wait on Redis at the same time; whatever each is answered,
+    none fails (a 500 before), the limit holds and every slot taken is in the set the
+    heartbeat renews."""
+    import gevent
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from qrevents.hub import AccountHub
+    from qrevents.redis_broker import RedisBroker
+
+    hub = AccountHub(load_seqs=lambda ids: {}, load_events=lambda *a: [], queue_size=10)
+    broker = RedisBroker(hub, "redis://127.0.0.1:1/0", prefix=redis_prefix())
+    answers = iter([0, 0, 1, 1])  # refused twice, then taken twice (first come, first served)
+
+    def take(keys, args):
+        gevent.sleep(0.01)  # every handshake is now waiting here
+        if redis_answer == "unreachable":
+            raise RedisConnectionError("Redis away")
+        return next(answers)
+
+    broker._take_script = take
+    waiting = [gevent.spawn(broker.take_stream_slot, 7, 2) for _ in range(4)]
+    gevent.joinall(waiting, raise_error=True)
+    slots = [g.value for g in waiting if g.value is not None]
+    assert len(slots) == 2  # Redis's answer, or this worker's own count when it is away
+    assert broker._slots[7] == {slot.lease_id for slot in slots}
+    for slot in slots:
+        slot.release()
+    assert 7 not in broker._slots
