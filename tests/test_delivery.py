@@ -271,5 +271,6 @@ def test_waiting_streams_hold_no_database_connection(backend, server, api):
     finally:
         for stream in streams:
             stream.close()
-    # The pool keeps a connection or two for requests; one per waiting stream would be 20.
-    assert held <= 2
+    # The pool keeps a connection or two for requests, and the worker's WAL checkpointer one
+    # of its own (models.db.checkpoint_in_background); one per waiting stream would be 20.
+    assert held <= 2 + 1
