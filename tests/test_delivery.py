@@ -255,9 +255,12 @@ def _open_database_files(pid, database_path):
     return count
 
 
-def test_waiting_streams_hold_no_database_connection(backend, server, api):
+def test_waiting_streams_hold_no_database_connection(backend, make_server):
     if backend != "sqlite":
         pytest.skip("counts SQLite file handles; PostgreSQL has its own pool test")
+    # A server of its own: the shared one's pool has grown with every earlier test's load.
+    server = make_server()
+    api = Api(server.base)
     tenant = api.new_tenant()
     database_path = Path(server.env["QREVENTS_DATABASE_URL"].removeprefix("sqlite:///"))
     streams = [api.stream(tenant) for _ in range(20)]
