@@ -249,6 +249,18 @@ def test_login_failures_look_alike(api, tenant):
     assert wrong_password.status_code == unknown_email.status_code == 401
 
 
+def test_an_unknown_email_is_checked_against_a_hash_as_costly_as_a_new_passwords():
+    from werkzeug.security import check_password_hash, generate_password_hash
+
+    from qrevents.services.accounts import _DUMMY_HASH
+
+    def method_and_cost(password_hash):
+        return password_hash.split("$", 1)[0]  # e.g. scrypt:32768:8:1
+
+    assert method_and_cost(_DUMMY_HASH) == method_and_cost(generate_password_hash("x"))
+    assert check_password_hash(_DUMMY_HASH, "timing-equaliser")
+
+
 def test_login_issues_a_bearer_jwt_for_the_user(server, api, tenant):
     response = api.post("/auth/login", json={"email": tenant.email, "password": tenant.password})
     assert response.status_code == 200

@@ -8,6 +8,7 @@ would be most of a core at 1,000 deliveries a second, and its redirects and pool
 wanted here. ``connect`` is where the peer's address is checked, before TLS or any byte.
 """
 
+import functools
 import http.client
 import ssl
 import time
@@ -22,7 +23,12 @@ from .addresses import AddressRefused, check_peer
 # read and the connection kept; a larger one closes the connection instead.
 ANSWER_BYTES = 64 * 1024
 
-_TLS = ssl.create_default_context()
+
+@functools.cache
+def _tls():
+    """The TLS context of every HTTPS delivery, made on the first one: loading the system's CA
+    certificates costs each process 50 ms, and most workers never post to HTTPS."""
+    return ssl.create_default_context()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,7 @@ class _CheckedConnection(http.client.HTTPConnection):
         super().connect()
         check_peer(self.sock, allow_private=self.allow_private)
         if self.https:  # TLS only with an address that passed the check
-            self.sock = _TLS.wrap_socket(self.sock, server_hostname=self.host)
+            self.sock = _tls().wrap_socket(self.sock, server_hostname=self.host)
 
 
 # How a kept connection the receiver closed while it was idle fails, before any answer.
