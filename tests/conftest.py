@@ -135,6 +135,32 @@ def redis_prefix():
     return f"qrevents-test-{uuid.uuid4().hex[:10]}:"
 
 
+def two_host_deployment(redis_url, tmp_path, max_streams_per_account):
+    """Settings the servers of one deployment share, as two hosts would: one PostgreSQL
+    database and one Redis key prefix. Log reconciliation is slowed to a minute, so an event
+    that crosses servers within a test's deadlines crossed through Redis pub/sub."""
+    return {
+        "database_url": fresh_database_url("postgres", tmp_path),
+        "redis_url": redis_url,
+        "redis_prefix": redis_prefix(),
+        "reconcile_seconds": 60,
+        "max_streams_per_account": max_streams_per_account,
+    }
+
+
+def serve_pair(deployment, tmp_path):
+    """Two single-worker servers of ``deployment`` (a module fixture's body: yields them,
+    then stops them)."""
+    started = []
+    try:
+        for name in ("a", "b"):
+            started.append(LiveServer(tmp_path / name, **deployment).start())
+        yield started
+    finally:
+        for live in started:
+            live.stop()
+
+
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     """The app in this process on a temporary SQLite file, inside an app context and a

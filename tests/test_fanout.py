@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-from tests.conftest import fresh_database_url, redis_prefix
+from tests.conftest import redis_prefix, serve_pair, two_host_deployment
 from tests.live import ROOT, Api, LiveServer
 from tests.test_multiworker import logged_event_ids, stream_count, wait_for
 
@@ -28,27 +28,12 @@ SINGLE_CHANNEL_RELEASE = "0798f006360f923fc67f2b4cf74e0bb19d36146d"
 
 @pytest.fixture(scope="module")
 def deployment(redis_url, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("deployment")
-    return {
-        "database_url": fresh_database_url("postgres", tmp),
-        "redis_url": redis_url,
-        "redis_prefix": redis_prefix(),
-        "reconcile_seconds": 60,
-        "max_streams_per_account": LIMIT,
-    }
+    return two_host_deployment(redis_url, tmp_path_factory.mktemp("deployment"), LIMIT)
 
 
 @pytest.fixture(scope="module")
 def servers(deployment, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pair")
-    started = []
-    try:
-        for name in ("a", "b"):
-            started.append(LiveServer(tmp / name, **deployment).start())
-        yield started
-    finally:
-        for live in started:
-            live.stop()
+    yield from serve_pair(deployment, tmp_path_factory.mktemp("pair"))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import fresh_database_url, redis_prefix
+from tests.conftest import fresh_database_url, redis_prefix, serve_pair, two_host_deployment
 from tests.live import ADMIN_KEY, Api, LiveServer
 
 PAYMENT_EVENTS = ["qr_payment", "account_balance_update", "qr_status_change"]
@@ -25,28 +25,12 @@ MAX_STREAMS = 3
 
 @pytest.fixture(scope="module")
 def deployment(redis_url, tmp_path_factory):
-    """Settings every server of the deployment shares: database, Redis, prefix."""
-    tmp = tmp_path_factory.mktemp("deployment")
-    return {
-        "database_url": fresh_database_url("postgres", tmp),
-        "redis_url": redis_url,
-        "redis_prefix": redis_prefix(),
-        "reconcile_seconds": 60,
-        "max_streams_per_account": MAX_STREAMS,
-    }
+    return two_host_deployment(redis_url, tmp_path_factory.mktemp("deployment"), MAX_STREAMS)
 
 
 @pytest.fixture(scope="module")
 def servers(deployment, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pair")
-    started = []
-    try:
-        for name in ("a", "b"):
-            started.append(LiveServer(tmp / name, **deployment).start())
-        yield started
-    finally:
-        for live in started:
-            live.stop()
+    yield from serve_pair(deployment, tmp_path_factory.mktemp("pair"))
 
 
 @pytest.fixture
