@@ -60,6 +60,25 @@ def pay(qr, n):
     payments.post_payment(notice)
 
 
+def socket_pairs(n):
+    # n non-blocking (server end, client end) pairs standing for streams' connections
+    pairs = [socket.socketpair() for _ in range(n)]
+    for pair in pairs:
+        for end in pair:
+            end.setblocking(False)
+    return pairs
+
+
+def drain(streams):
+    # read (untimed) what every stream's client has been sent
+    for _, client in streams:
+        while True:
+            try:
+                client.recv(1 << 20)
+            except BlockingIOError:
+                break
+
+
 def payments_run(account_id, streams, first):
     qrs = [create_test_qr(account_id) for _ in range(PAYMENTS)]
     walls, cpus = [], []
@@ -68,12 +87,7 @@ def payments_run(account_id, streams, first):
         pay(qr, first + n)
         cpus.append(cpu() - cpu0)
         walls.append(clock() - wall0)
-        for _, client in streams:
-            while True:
-                try:
-                    client.recv(1 << 20)
-                except BlockingIOError:
-                    break
+        drain(streams)
     return min(walls), min(cpus)
 
 
@@ -82,15 +96,12 @@ with app.app_context(), database.connection_context():
     hub = app.extensions["qrevents"].hub
     account = create_account("Bench", "BOB")
     alone_wall, alone_cpu = payments_run(account.id, [], 0)
-    subs, streams = [], []
-    for _ in range(STREAMS):
-        server_end, client_end = socket.socketpair()
-        server_end.setblocking(False)
-        client_end.setblocking(False)
+    streams = socket_pairs(STREAMS)
+    subs = []
+    for server_end, _ in streams:
         sub = hub.subscribe(account.id)
         sub.attach(server_end)
         subs.append(sub)
-        streams.append((server_end, client_end))
     _, fanned_cpu = payments_run(account.id, streams, PAYMENTS)
     assert all(sub.socket is not None and not sub.closing for sub in subs), "a stream fell back"
     for sub in subs:
@@ -145,12 +156,7 @@ def in_memory(streams, blocks=15, rounds=100):
                 change.record((kind, f"{kind}_{block}_{n}", data))
             hub.deliver(account.id, change.events)
             spent[-1] += cpu() - cpu0
-            for _, client in streams:
-                while True:
-                    try:
-                        client.recv(1 << 20)
-                    except BlockingIOError:
-                        break
+            drain(streams)
     assert all(sub.socket is not None and not sub.closing for sub in subs), "a stream fell back"
     for sub in subs:
         hub.unsubscribe(sub)
@@ -164,13 +170,7 @@ with app.app_context(), database.connection_context():
 account_id = alone_account
 record = in_memory([])
 account_id = fanned_account
-pairs = []
-for _ in range(STREAMS):
-    server_end, client_end = socket.socketpair()
-    server_end.setblocking(False)
-    client_end.setblocking(False)
-    pairs.append((server_end, client_end))
-fanned = in_memory(pairs)
+fanned = in_memory(socket_pairs(STREAMS))
 
 print(json.dumps({
     "record_us": 1e6 * record,
