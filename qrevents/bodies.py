@@ -26,7 +26,11 @@ from .validation import (
 
 LOGIN = Body(text("email", max_length=254), text("password", max_length=256))
 
-API_KEY_EXPIRY = moment("expiresAt", required=False, description="ISO 8601, in the future")
+API_KEY_EXPIRY = moment(
+    "expiresAt",
+    required=False,
+    description="ISO 8601, in the future (La Paz time when it has no offset)",
+)
 API_KEY = Body(text("name", max_length=120), API_KEY_EXPIRY)
 ADMIN_API_KEY = Body(
     text("name", max_length=120), integer("userId", required=False), API_KEY_EXPIRY
@@ -46,8 +50,8 @@ QR = Body(
     moment(
         "dueDate",
         required=False,
-        description="A future date-time, or a date: the end of that day in La Paz. "
-        "Default: 24 h from now",
+        description="A future date-time (La Paz time when it has no offset), or a date: "
+        "the end of that day in La Paz. Default: 24 h from now",
     ),
     boolean("singleUse", default=True),
     boolean("modifyAmount", default=False),

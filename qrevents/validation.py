@@ -186,7 +186,7 @@ class Fields:
         return value
 
     def moment(self, name, *, required, date_at=time(23, 59, 59, 999000)):
-        """A naive UTC datetime from ISO 8601; a bare date means ``date_at`` in La Paz."""
+        """A naive UTC datetime from ISO 8601 (``parse_moment``)."""
         value = self._raw(name, required)
         if value is self._MISSING:
             return None
@@ -270,20 +270,20 @@ def _bank_date(text):
 
 
 def parse_moment(text, date_at):
-    """Naive UTC datetime of an ISO date-time (naive means UTC) or of a La Paz date."""
+    """Naive UTC datetime of an ISO date-time or of a date (``date_at`` that day). Without an
+    offset both are La Paz time, the rule the bank's dates follow too: a merchant writing
+    ``2026-12-24T18:00`` means six in the evening where the QR is paid."""
     if len(text) > 40:
         return None
     try:
         if len(text) == 10:
-            day = date.fromisoformat(text)
-            local = datetime.combine(day, date_at, tzinfo=LA_PAZ)
-            return local.astimezone(UTC).replace(tzinfo=None)
-        moment = datetime.fromisoformat(text)
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC).replace(tzinfo=None)
+            moment = datetime.combine(date.fromisoformat(text), date_at)
+        else:
+            moment = datetime.fromisoformat(text)
+        moment = moment.replace(tzinfo=moment.tzinfo or LA_PAZ)
+        return moment.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved across UTC
         return None
-    return moment
 
 
 def page_args(default_limit=50, max_limit=200):

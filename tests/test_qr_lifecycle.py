@@ -103,6 +103,15 @@ def test_a_bare_due_date_means_the_end_of_that_day_in_la_paz(api, tenant):
     assert qr["dueDate"] == "2030-01-16T03:59:59.999Z"
 
 
+def test_a_due_date_and_time_without_an_offset_is_la_paz_time(api, tenant):
+    assert api.create_qr(tenant, dueDate="2030-01-15T18:00:00")["dueDate"] == (
+        "2030-01-15T22:00:00.000Z"
+    )
+    assert api.create_qr(tenant, dueDate="2030-01-15T18:00:00Z")["dueDate"] == (
+        "2030-01-15T18:00:00.000Z"
+    )
+
+
 def test_default_due_date_is_a_day_after_creation(api, tenant):
     qr = api.create_qr(tenant)
     created = datetime.fromisoformat(qr["createdAt"])

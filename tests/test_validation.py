@@ -187,11 +187,12 @@ def test_fields_collects_every_bad_field_in_one_failure():
     [
         ("2026-01-15T10:30:00.000Z", datetime(2026, 1, 15, 10, 30)),
         ("2026-01-15T10:30:00-04:00", datetime(2026, 1, 15, 14, 30)),
-        ("2026-01-15T10:30:00", datetime(2026, 1, 15, 10, 30)),
-        # a bare date is the end of that day in La Paz (UTC-4)
+        # without an offset, La Paz time (UTC-4), as the bank's dates
+        ("2026-01-15T10:30:00", datetime(2026, 1, 15, 14, 30)),
+        # a bare date is the end of that day in La Paz
         ("2026-01-15", datetime(2026, 1, 16, 3, 59, 59, 999000)),
     ],
-    ids=["utc", "offset", "naive-is-utc", "la-paz-date"],
+    ids=["utc", "offset", "naive-is-la-paz", "la-paz-date"],
 )
 def test_parse_moment_gives_naive_utc(text, expected):
     assert parse_moment(text, time(23, 59, 59, 999000)) == expected
@@ -207,10 +208,11 @@ def test_parse_moment_gives_naive_utc(text, expected):
         "2026-01-15T10:30:00Z" + " " * 30,
         "9999-12-31",  # end of the day in La Paz is past year 9999 in UTC
         "9999-12-31T23:00:00-04:00",
+        "9999-12-31T23:00:00",  # La Paz time, past year 9999 in UTC
         "0001-01-01T00:00:00+05:00",
     ],
     ids=["month-13", "feb-30", "word", "empty", "too-long", "date-overflow",
-         "offset-overflow-up", "offset-overflow-down"],
+         "offset-overflow-up", "naive-overflow-up", "offset-overflow-down"],
 )  # fmt: skip
 def test_parse_moment_refuses_impossible_or_unrepresentable_moments(text):
     assert parse_moment(text, time(23, 59, 59)) is None
