@@ -32,10 +32,23 @@ BANK_SECRET = "test-bank-secret"
 ADMIN_KEY = "qra_test_admin_key"
 
 
+_HANDED_OUT = set()  # the ports free_port gave this process
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port no server of this test session had before: a client a finished
+    test left behind (a browser's EventSource reconnecting, the simulated bank retrying a
+    notification) must never reach a later test's server. Each xdist worker takes the ports
+    of its own residue, so two workers never hand out the same one."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port % workers == worker and port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class LiveServer:
