@@ -30,6 +30,7 @@ from models import Account, ApiKey, PreparedQuery, StreamTicket, User
 
 from .clock import utcnow
 from .errors import Forbidden, Unauthorized
+from .policy import policy_of
 
 API_KEY_PREFIX = "qrk_"
 TICKET_PREFIX = "qrt_"
@@ -139,12 +140,11 @@ def _issuer_of(token):
     return issuer if isinstance(issuer, str) else None
 
 
-# What a host application's token may do besides reading: ask for a stream ticket.
-HOST_TOKEN_WRITES = {"events.ticket"}
-
-
 def _forbid_host_writes():
-    if request.method not in ("GET", "HEAD") and request.endpoint not in HOST_TOKEN_WRITES:
+    """A host application's token reads, and writes only where the view says so
+    (``policy.host_token_writes``)."""
+    view = current_app.view_functions.get(request.endpoint)
+    if request.method not in ("GET", "HEAD") and not policy_of(view).host_token_writes:
         raise Forbidden(
             "El token de una aplicación anfitriona solo abre streams y lee; "
             "esta operación requiere el JWT de un usuario o una API key"

@@ -16,6 +16,8 @@ class Policy:
     needs_database: bool = True  # else served while the database is away
     throttled: bool = True  # counted against its credential's API rate
     takes_credential: bool = True  # refused while its address is out of authentication tries
+    # Open to a host application's token although it writes (a host token otherwise reads).
+    host_token_writes: bool = False
     # The answer while the schema is not verified, instead of a 503 (the stream's own refusal).
     when_database_away: object = None
 
@@ -64,6 +66,10 @@ unthrottled = _declaring(throttled=False)
 # Takes no credential (or only the bank's): the failure limit per address and the API rate,
 # which is counted per credential, spare it.
 no_credential = _declaring(takes_credential=False, throttled=False)
+
+
+# A write a host application's token may make (asking for a stream ticket).
+host_token_writes = _declaring(host_token_writes=True)
 
 
 def when_database_away(answer):

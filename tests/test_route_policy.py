@@ -4,19 +4,20 @@ listed here and no others differ from the default."""
 from qrevents.policy import DEFAULT, NO_ROUTE, route_policies
 
 # endpoint: (request connection, rerun on lost connection, needs database, throttled,
-# takes credential)
+# takes credential, a host application's token may write)
 EXPECTED = {
-    "events.stream": (False, False, True, False, True),
-    "health.health": (False, False, True, False, False),
-    "dashboard.page": (False, False, False, False, False),
-    "static": (False, False, False, False, False),
-    "metrics.metrics": (False, False, False, False, True),
-    "openapi.openapi": (False, False, False, False, False),
-    "qr.create_qr": (False, True, True, True, True),
-    "qr.cancel_qr": (False, True, True, True, True),
-    "bank.notify_payment": (True, True, True, False, False),
-    "bank.sync_qr_status": (True, True, True, False, False),
-    "auth.log_in": (True, True, True, False, False),
+    "events.stream": (False, False, True, False, True, False),
+    "health.health": (False, False, True, False, False, False),
+    "dashboard.page": (False, False, False, False, False, False),
+    "static": (False, False, False, False, False, False),
+    "metrics.metrics": (False, False, False, False, True, False),
+    "openapi.openapi": (False, False, False, False, False, False),
+    "qr.create_qr": (False, True, True, True, True, False),
+    "qr.cancel_qr": (False, True, True, True, True, False),
+    "bank.notify_payment": (True, True, True, False, False, False),
+    "bank.sync_qr_status": (True, True, True, False, False, False),
+    "auth.log_in": (True, True, True, False, False, False),
+    "events.ticket": (True, True, True, True, True, True),
 }
 
 
@@ -27,6 +28,7 @@ def flags(policy):
         policy.needs_database,
         policy.throttled,
         policy.takes_credential,
+        policy.host_token_writes,
     )
 
 
@@ -49,4 +51,4 @@ def test_the_stream_answers_for_itself_while_the_database_is_away(app):
 
 def test_a_request_without_a_route_opens_and_counts_nothing(app):
     assert route_policies(app)[None] == NO_ROUTE
-    assert flags(NO_ROUTE) == (False, False, False, False, False)
+    assert flags(NO_ROUTE) == (False, False, False, False, False, False)

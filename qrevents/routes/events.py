@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, g, request
 from ..auth import STREAM_COOKIE_NAME, authenticate, is_admin, issue_stream_cookie, issue_ticket
 from ..clock import iso, utcnow
 from ..envelope import success
-from ..policy import own_connection, unthrottled, when_database_away
+from ..policy import host_token_writes, own_connection, unthrottled, when_database_away
 from ..stream import refused_stream
 from ..stream_open import StreamRefused, open_stream
 
@@ -88,6 +88,7 @@ def stats():
 
 @bp.post("/events/ticket")
 @bp.post("/api/events/ticket")
+@host_token_writes  # a host application's page asks for its stream's ticket
 def ticket():
     """A single-use ticket (one connection) and, for an EventSource that reconnects by
     itself, the account's stream cookie, scoped to the two stream paths."""
