@@ -63,17 +63,26 @@ def init_app(app):
 
     @app.after_request
     def log_request(response):
-        request_id = g.get("request_id")
-        if request_id is None:  # a failure before our first hook ran
-            return response
-        response.headers["X-Request-ID"] = request_id
-        log_event(
-            "request",
-            requestId=request_id,
-            method=request.method,
-            path=scrub_text(request.path),
-            status=response.status_code,
-            durationMs=round((time.monotonic() - g.request_started) * 1000, 1),
-            remoteAddr=request.remote_addr,
-        )
+        request_id = finish_request(response.status_code)
+        if request_id is not None:
+            response.headers["X-Request-ID"] = request_id
         return response
+
+
+def finish_request(status):
+    """Log the request as answered with ``status``: its id, to echo in ``X-Request-ID``, or
+    None for a failure before ``start_request`` ran (nothing to log). Every request's last
+    step, after Flask's views and the stream's own entry (``qrevents.stream_wsgi``) alike."""
+    request_id = g.get("request_id")
+    if request_id is None:
+        return None
+    log_event(
+        "request",
+        requestId=request_id,
+        method=request.method,
+        path=scrub_text(request.path),
+        status=status,
+        durationMs=round((time.monotonic() - g.request_started) * 1000, 1),
+        remoteAddr=request.remote_addr,
+    )
+    return request_id
