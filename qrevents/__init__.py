@@ -34,6 +34,7 @@ from .scheduler import Scheduler
 from .schema import SchemaGate
 from .secret_box import WEBHOOK_PURPOSE, SecretBox
 from .serving import refuse_unsuitable_server
+from .stream_wsgi import StreamEntry
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -66,10 +67,6 @@ def create_app(test_config=None):
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.json = ExactJSONProvider(app)
-    if settings.proxy_hops:
-        # The client's address (limits, logs) as the trusted proxies saw it.
-        hops = settings.proxy_hops
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     JWTManager(app)
 
     serving_under_gevent = monkey.is_module_patched("threading")
@@ -100,9 +97,16 @@ def create_app(test_config=None):
     for endpoint, view in app.view_functions.items():
         if policies[endpoint].rerun_on_lost_connection:
             app.view_functions[endpoint] = rerun_on_lost_connection(view)
-    _register_request_hooks(
+    prepare_request = _register_request_hooks(
         app, policies, limits, delivery, scheduler, schema, start_delivery=serving_under_gevent
     )
+    # A GET of the stream skips Flask's dispatch (the hooks' steps and the view's, no more);
+    # inside ProxyFix, which must have set the client's address before.
+    app.wsgi_app = StreamEntry(app, app.wsgi_app, prepare_request, policies)
+    if settings.proxy_hops:
+        # The client's address (limits, logs) as the trusted proxies saw it.
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     from .cli import register_commands
 
@@ -137,12 +141,14 @@ def _register_request_hooks(app, policies, limits, delivery, scheduler, schema, 
     worker's delivery, started by its first request; the verified schema (none for views
     served while the database is away: a worker booted while it was away); one connection
     for the request, except for views that scope their own (the stream, and the views that
-    wait for the bank: no connection may be held while it answers)."""
+    wait for the bank: no connection may be held while it answers).
 
-    @app.before_request
-    def prepare_request():
+    Returns those steps as ``prepare_request(policy)``: the stream's own WSGI entry
+    (``qrevents.stream_wsgi``) runs them too."""
+
+    def prepare_request(policy):
+        """The answer instead of the view's (a refusal), or None to run the view."""
         logs.start_request()
-        policy = policies[request.endpoint]
         limits.check_request(policy)
         if start_delivery and not delivery.started:
             delivery.start()
@@ -159,7 +165,13 @@ def _register_request_hooks(app, policies, limits, delivery, scheduler, schema, 
             open_request_connection()
         return None
 
+    @app.before_request
+    def prepare_view():
+        return prepare_request(policies[request.endpoint])
+
     @app.teardown_request
     def close_connection(exc):
         if not database.is_closed():
             database.close()
+
+    return prepare_request

@@ -39,6 +39,25 @@ def log_event(event, level=logging.INFO, **fields):
     log.handle(log.makeRecord(log.name, level, __file__, 0, text, None, None))
 
 
+class JsonLineHandler(logging.StreamHandler):
+    """Each record's message on a line of its own: what its ``%(message)s`` formatter makes
+    of ``log_event``'s records (no exception, no stack), written without the formatter's
+    steps and without taking the handler's lock a second time to flush (``handle`` holds
+    it). The two lines of a stream's opening cost about a tenth less with it."""
+
+    def emit(self, record):
+        if record.exc_info or record.stack_info or record.args:
+            super().emit(record)
+            return
+        try:
+            self.stream.write(f"{record.msg}{self.terminator}")
+            self.stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def start_request():
     """The request's id and start time; the request hook calls it first of all, so that a
     request refused by a later step is logged too."""
@@ -55,7 +74,7 @@ def init_app(app):
     # process id, which gunicorn's lines do print, stays).
     logging.logThreads = False
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = JsonLineHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
@@ -63,17 +82,26 @@ def init_app(app):
 
     @app.after_request
     def log_request(response):
-        request_id = g.get("request_id")
-        if request_id is None:  # a failure before our first hook ran
-            return response
-        response.headers["X-Request-ID"] = request_id
-        log_event(
-            "request",
-            requestId=request_id,
-            method=request.method,
-            path=scrub_text(request.path),
-            status=response.status_code,
-            durationMs=round((time.monotonic() - g.request_started) * 1000, 1),
-            remoteAddr=request.remote_addr,
-        )
+        request_id = finish_request(response.status_code)
+        if request_id is not None:
+            response.headers["X-Request-ID"] = request_id
         return response
+
+
+def finish_request(status):
+    """Log the request as answered with ``status``: its id, to echo in ``X-Request-ID``, or
+    None for a failure before ``start_request`` ran (nothing to log). Every request's last
+    step, after Flask's views and the stream's own entry (``qrevents.stream_wsgi``) alike."""
+    request_id = g.get("request_id")
+    if request_id is None:
+        return None
+    log_event(
+        "request",
+        requestId=request_id,
+        method=request.method,
+        path=scrub_text(request.path),
+        status=status,
+        durationMs=round((time.monotonic() - g.request_started) * 1000, 1),
+        remoteAddr=request.remote_addr,
+    )
+    return request_id

@@ -272,7 +272,12 @@ class EventStream:
         )
         if self.resync is not None:
             preamble += sse.frame(events.resync_required(*self.resync))
+        corked = self.connection is not None and _cork(self.connection, True)
         yield preamble
+        if corked:
+            # gunicorn wrote the response's head and this preamble (two writes) while the
+            # socket was corked: they leave as one segment now, not two.
+            _cork(self.connection, False)
         if self.resume_seq is not None and not (yield from self._replay()):
             yield sse.jittered_retry_frame(*RETRY_RANGE_MS["replay_failed"]) + _closed_frame(
                 "replay_failed"
@@ -421,6 +426,16 @@ class EventStream:
         if self.identity.expires_at is None:
             return float("inf")
         return time.monotonic() + (self.identity.expires_at - utcnow()).total_seconds()
+
+
+def _cork(connection, on):
+    """Hold (``on``) or release the socket's partial segments (Linux ``TCP_CORK``; the kernel
+    releases them within 200 ms anyway); False where the option does not exist."""
+    try:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1 if on else 0)
+    except (AttributeError, OSError):  # no TCP_CORK here, or the client already left
+        return False
+    return True
 
 
 def _closed_frame(reason):

@@ -2,6 +2,9 @@
 
 import json
 import re
+import socket
+import struct
+import sys
 import time
 
 import pytest
@@ -37,6 +40,25 @@ def test_stream_starts_with_headers_retry_and_connection_event(api, tenant):
     assert re.fullmatch(r"conn_\d{13}_[a-z0-9]{6}", first.data["connectionId"])
     assert ISO_MS.match(first.data["timestamp"])
     assert first.data["resumed"] is False and first.data["replayed"] == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="TCP_CORK and tcp_info are Linux's")
+def test_the_head_and_the_preamble_reach_the_client_in_one_segment(api, tenant):
+    """gunicorn writes the response's head and the preamble with two sends; the stream corks
+    its socket around them, so they leave as one TCP segment (a segment less for the kernel
+    to send and the client to take). ``tcpi_data_segs_in`` (offset 152 of Linux's
+    ``tcp_info``) counts the data segments the client received."""
+    host, port = api.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        request = f"GET /events/stream HTTP/1.1\r\nHost: {host}\r\n"
+        request += "".join(f"{k}: {v}\r\n" for k, v in tenant.headers.items()) + "\r\n"
+        sock.sendall(request.encode())
+        received = b""
+        while not received.endswith(b"\n\n\r\n"):  # the preamble's chunk, whole
+            received += sock.recv(65536)
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    assert received.startswith(b"HTTP/1.1 200 OK") and b"event: connection" in received
+    assert struct.unpack_from("I", info, 152) == (1,)
 
 
 def test_heartbeats_arrive_without_ids(api, tenant):

@@ -19,6 +19,9 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # nginx: do not buffer this response
 }
+# What Flask's response makes of the mimetype ``text/event-stream``; the stream's own WSGI
+# entry (``qrevents.stream_wsgi``) sends it as is.
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 
 @bp.get(STREAM_PATHS[0])
@@ -28,7 +31,14 @@ SSE_HEADERS = {
 @when_database_away(lambda: refused_stream_response("overloaded", g.get("request_id")))
 def stream():
     """An event stream: the handshake is ``open_stream``; a refused one is a 200 stream that
-    says why and ends at once."""
+    says why and ends at once. (A GET of it is answered by ``qrevents.stream_wsgi`` without
+    Flask's dispatch; this view serves the other methods Flask routes here, HEAD.)"""
+    return stream_response(*stream_answer())
+
+
+def stream_answer():
+    """``(body, headers)`` of the stream request in context: an accepted stream's
+    ``EventStream``, or the whole body of a refused one (bytes)."""
     settings = current_app.config["QREVENTS"]
     try:
         body = open_stream(
@@ -40,10 +50,14 @@ def stream():
             request_id=g.get("request_id"),
         )
     except StreamRefused as refusal:
-        return refused_stream_response(refusal.reason, g.get("request_id"))
-    headers = {**SSE_HEADERS, **_cors_headers(settings)}
+        return refused_stream(refusal.reason, g.get("request_id")), SSE_HEADERS
+    return body, {**SSE_HEADERS, **_cors_headers(settings)}
+
+
+def stream_response(body, headers):
+    """The Flask response of a stream's ``body`` (see ``stream_answer``)."""
     return current_app.response_class(
-        body, mimetype="text/event-stream", headers=headers, direct_passthrough=True
+        body, content_type=SSE_CONTENT_TYPE, headers=headers, direct_passthrough=True
     )
 
 
@@ -59,9 +73,7 @@ def _cors_headers(settings):
 
 def refused_stream_response(reason, request_id=None):
     """A stream that ends at once with ``stream_closed`` (see ``stream.refused_stream``)."""
-    return current_app.response_class(
-        refused_stream(reason, request_id), mimetype="text/event-stream", headers=SSE_HEADERS
-    )
+    return stream_response(refused_stream(reason, request_id), SSE_HEADERS)
 
 
 @bp.get("/events/stats")
