@@ -17,8 +17,6 @@ What it leaves out for an accepted stream: Flask's ``request_started`` and
 It refuses to be built beside request hooks it would skip (``_check_hooks``).
 """
 
-import sys
-
 from .logs import finish_request
 from .routes.events import SSE_CONTENT_TYPE, stream_answer, stream_response
 from .stream import EventStream
@@ -58,8 +56,8 @@ class StreamEntry:
             except Exception as e:
                 error = e
                 response = app.handle_exception(e)
-            except:  # noqa: E722 (as Flask: the context is popped with it, then it goes on)
-                error = sys.exc_info()[1]
+            except BaseException as e:  # as Flask: the context is popped with it, then it goes on
+                error = e
                 raise
             return response(environ, start_response)
         finally:
