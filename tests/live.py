@@ -120,8 +120,9 @@ class LiveServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def json_log(self):
-        """The structured log lines (``qrevents.logs``), parsed."""
-        return [json.loads(line) for line in self.log().splitlines() if line.startswith('{"ts"')]
+        """The structured log lines (``qrevents.logs``) written whole so far, parsed."""
+        whole = self.log().rpartition("\n")[0]  # not a line the server is still writing
+        return [json.loads(line) for line in whole.splitlines() if line.startswith('{"ts"')]
 
     def served_by(self, method, path):
         """The pids of the workers whose request log shows ``method path``."""
