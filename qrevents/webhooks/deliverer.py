@@ -32,7 +32,7 @@ import gevent
 import gevent.event
 import gevent.pool
 
-from models import Account, Event, WebhookDelivery, WebhookEndpoint, database
+from models import Account, Event, PreparedQuery, WebhookDelivery, WebhookEndpoint, database
 from models.statements import insert_many
 
 from .. import metrics
@@ -166,21 +166,27 @@ class WebhookDeliverer:
         metrics.WEBHOOK_ENDPOINTS_DISABLED.set(disabled)
 
 
-def _due_endpoints(now, limit):
-    """Enabled endpoints behind their account's log, not waiting to retry, not held."""
-    query = (
+# Asked after every commit, endpoints or not: Peewee took 0.37 ms to build its SQL each time
+# (a profile of payments with 100 streams per account put the whole ask at 15 % of the worker).
+_DUE_ENDPOINTS = PreparedQuery(
+    lambda now, also_now, limit: (
         WebhookEndpoint.select(WebhookEndpoint.id)
         .join(Account)
         .where(
             WebhookEndpoint.enabled
             & (WebhookEndpoint.cursor_seq < Account.event_seq)
             & (WebhookEndpoint.next_attempt_at.is_null() | (WebhookEndpoint.next_attempt_at <= now))
-            & (WebhookEndpoint.leased_until.is_null() | (WebhookEndpoint.leased_until < now))
+            & (WebhookEndpoint.leased_until.is_null() | (WebhookEndpoint.leased_until < also_now))
         )
         .order_by(WebhookEndpoint.next_attempt_at.asc(nulls="first"), WebhookEndpoint.id)
         .limit(limit)
     )
-    return [endpoint_id for (endpoint_id,) in query.tuples()]
+)
+
+
+def _due_endpoints(now, limit):
+    """Enabled endpoints behind their account's log, not waiting to retry, not held."""
+    return [endpoint_id for (endpoint_id,) in _DUE_ENDPOINTS.rows(now, now, limit)]
 
 
 def _take_lease(endpoint_id, now, lease):
